@@ -1,0 +1,1 @@
+"""smoke: provision, chat with, meter and clean up an agent VPS, for real."""

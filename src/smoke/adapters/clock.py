@@ -1,0 +1,14 @@
+"""The system clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from smoke.domain.ports import Clock
+
+__all__ = ("SystemClock",)
+
+
+class SystemClock(Clock):
+    def now(self) -> datetime:
+        return datetime.now(UTC)

@@ -1,0 +1,49 @@
+"""Driver errors that mean "the database cannot be reached", translated into the domain's ``StorageUnavailable``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+
+from smoke.domain.errors import StorageUnavailable
+
+__all__ = ("is_unique_violation", "translate_storage_errors")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+)
+
+
+def translate_storage_errors(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Raise ``StorageUnavailable`` where the driver says the database is unreachable or went away."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except UNAVAILABLE as error:
+            raise StorageUnavailable(f"database unavailable: {type(error).__name__}") from error
+        except sa_exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise StorageUnavailable("database connection lost") from error
+            raise
+
+    return wrapper
+
+
+def is_unique_violation(error: sa_exc.IntegrityError) -> bool:
+    return getattr(error.orig, "sqlstate", None) == "23505" or getattr(error.orig, "pgcode", None) == "23505"

@@ -1,0 +1,57 @@
+"""The Litestar application, built around a dishka container made by ``smoke.bootstrap.make_container``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from dishka import AsyncContainer
+from dishka.integrations.litestar import setup_dishka
+from litestar import Litestar
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from smoke.api.controllers.health import healthz, readyz
+from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
+from smoke.api.errors import exception_handlers
+from smoke.settings import Settings
+
+__all__ = ("create_app",)
+
+
+def create_app(container: AsyncContainer) -> Litestar:
+    """The API app. The container must provide ``Settings`` (with ``OPS_BEARER_TOKEN``) and the services.
+
+    The app closes the container when it shuts down.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        settings = await container.get(Settings)
+        settings.require("OPS_BEARER_TOKEN")
+        assert settings.ops_bearer_token is not None
+        app.state.ops_token = settings.ops_bearer_token.encode()
+        try:
+            yield
+        finally:
+            await container.close()
+
+    app = Litestar(
+        route_handlers=[SmokeController, healthz, readyz],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,
+        request_max_body_size=BODY_LIMIT,
+        openapi_config=OpenAPIConfig(
+            title="smoke",
+            version="0.1.0",
+            description="Provision an agent VPS on Hetzner Cloud, chat with it, meter it and clean it up, for CI.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}),
+        ),
+        logging_config=LoggingConfig(log_exceptions="never", disable_stack_trace={404, 401, 409, 413, 422}),
+    )
+    setup_dishka(container, app)
+    return app

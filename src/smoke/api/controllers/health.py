@@ -1,0 +1,27 @@
+"""Liveness and readiness, without authentication."""
+
+from __future__ import annotations
+
+from dishka.integrations.litestar import FromDishka, inject
+from litestar import Response, get
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+from smoke.domain.ports import ReadinessProbe
+
+__all__ = ("healthz", "readyz")
+
+
+@get("/healthz", summary="Liveness", tags=["Health"], include_in_schema=True)
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="Readiness", tags=["Health"])
+@inject
+async def readyz(probe: FromDishka[ReadinessProbe]) -> Response[dict[str, object]]:
+    """The database and the queue can be reached; 503 naming what cannot."""
+    unready = await probe.unready()
+    if unready:
+        return Response({"status": "unavailable", "unavailable": unready}, status_code=HTTP_503_SERVICE_UNAVAILABLE)
+    return Response({"status": "ok", "unavailable": []}, status_code=HTTP_200_OK)

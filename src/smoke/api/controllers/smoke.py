@@ -1,0 +1,134 @@
+"""The six smoke endpoints (SPEC §2.2), for the one smoke customer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from dishka.integrations.litestar import FromDishka, inject
+from litestar import Controller, delete, get, post
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody, Parameter
+
+from smoke.api.auth import ops_bearer_guard
+from smoke.api.schemas import (
+    DeleteRead,
+    ErrorRead,
+    LlmEventsRead,
+    PollRead,
+    ProvisionCreate,
+    ProvisionRead,
+    StatusRead,
+    ValidationErrorRead,
+)
+from smoke.domain.models import ProvisionRequest
+from smoke.domain.services import Cleaner, Provisioner, UsageReader
+
+__all__ = ("SmokeController",)
+
+BODY_LIMIT = 64 * 1024
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    descriptions = {
+        401: "Missing, malformed or wrong bearer token",
+        404: "No such instance for the smoke customer",
+        409: "The action does not fit the instance's state, or the live-instance cap is reached",
+        413: "Request body over 64 KiB",
+        422: "Validation error",
+        503: "Database or queue unavailable",
+    }
+    return {
+        status: ResponseSpec(
+            data_container=ValidationErrorRead if status == 422 else ErrorRead,
+            description=descriptions[status],
+            generate_examples=False,
+        )
+        for status in (401, *statuses, 422, 503)
+    }
+
+
+class SmokeController(Controller):
+    path = "/internal/v1/smoke"
+    guards = [ops_bearer_guard]
+    request_max_body_size = BODY_LIMIT
+    security = [{"BearerAuth": []}]
+    tags = ["Smoke"]
+
+    @post(
+        "/provision",
+        summary="Smoke Provision",
+        operation_id="smoke_provision",
+        status_code=200,
+        responses=_errors(409, 413),
+    )
+    @inject
+    async def provision(self, data: JSONBody[ProvisionCreate], provisioner: FromDishka[Provisioner]) -> ProvisionRead:
+        """Provision a smoke instance through the provision job the customer endpoint uses.
+
+        Customer, tenant and subscription come from settings: the body cannot name them. Idempotent per
+        ``idempotency_key``: the same key and body answer the same response; the same key with another body is 422.
+        """
+        request = ProvisionRequest(data.idempotency_key, data.manifest_id, data.region_id, data.tier_id)
+        receipt = await provisioner.submit(request)
+        return ProvisionRead(receipt.idempotency_key, receipt.instance_id, receipt.task_id)
+
+    @get(
+        "/instances/by-key/{idempotency_key:str}",
+        summary="Smoke Poll",
+        operation_id="smoke_poll",
+        responses=_errors(),
+    )
+    @inject
+    async def poll(
+        self,
+        idempotency_key: Annotated[
+            str, Parameter(min_length=1, max_length=255, description="The key given to Smoke Provision")
+        ],
+        provisioner: FromDishka[Provisioner],
+    ) -> PollRead:
+        """Resolve an idempotency key to its instance once the worker has inserted the instance row."""
+        result = await provisioner.poll(idempotency_key)
+        return PollRead(result.found, result.instance_id, result.status)
+
+    @get(
+        "/instances/{instance_id:str}",
+        summary="Smoke Status",
+        operation_id="smoke_status",
+        responses=_errors(404),
+    )
+    @inject
+    async def status(self, instance_id: FromPath[UUID], provisioner: FromDishka[Provisioner]) -> StatusRead:
+        """The instance's hostname and status; soft-deleted instances answer too (``deleting``, ``deleted``)."""
+        view = await provisioner.status(instance_id)
+        return StatusRead(view.hostname, view.id, view.status)
+
+    @delete(
+        "/instances/{instance_id:str}",
+        summary="Smoke Delete",
+        operation_id="smoke_delete",
+        status_code=200,
+        responses=_errors(404),
+    )
+    @inject
+    async def delete(self, instance_id: FromPath[UUID], cleaner: FromDishka[Cleaner]) -> DeleteRead:
+        """Soft-delete the instance and clean up its server: the customer delete recipe, in one transaction."""
+        receipt = await cleaner.delete(instance_id)
+        return DeleteRead(receipt.instance_id, receipt.status)
+
+    @get(
+        "/instances/{instance_id:str}/llm-events",
+        summary="Smoke Llm Events",
+        operation_id="smoke_llm_events",
+        responses=_errors(404),
+    )
+    @inject
+    async def llm_events(
+        self,
+        instance_id: FromPath[UUID],
+        usage: FromDishka[UsageReader],
+        window_seconds: Annotated[int, Parameter(ge=1, le=86400, description="Window length in seconds")] = 900,
+    ) -> LlmEventsRead:
+        """Count the instance's ``llm_usage_events`` rows in the window, read from the authoritative table."""
+        count = await usage.count(instance_id, window_seconds)
+        return LlmEventsRead(count.count, instance_id, list(count.providers), window_seconds)

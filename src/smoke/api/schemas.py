@@ -1,0 +1,76 @@
+"""Request and response bodies of the API (msgspec). Field names and order are the contract CI clients parse."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from msgspec import Meta
+
+__all__ = (
+    "DeleteRead",
+    "ErrorRead",
+    "LlmEventsRead",
+    "PollRead",
+    "ProvisionCreate",
+    "ProvisionRead",
+    "StatusRead",
+    "ValidationErrorItem",
+    "ValidationErrorRead",
+)
+
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
+
+
+class ProvisionCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """What CI may choose. Customer, tenant and subscription are not fields: they come from settings."""
+
+    idempotency_key: IdempotencyKey
+    manifest_id: Annotated[str, Meta(min_length=1, max_length=100)]
+    region_id: Annotated[str, Meta(min_length=1, max_length=80)]
+    tier_id: Annotated[str, Meta(min_length=1, max_length=80)]
+
+
+class ProvisionRead(msgspec.Struct):
+    idempotency_key: str
+    instance_id: UUID
+    task_id: str
+
+
+class PollRead(msgspec.Struct):
+    found: bool
+    instance_id: UUID | None
+    status: str | None
+
+
+class StatusRead(msgspec.Struct):
+    hostname: str
+    id: UUID
+    status: str
+
+
+class DeleteRead(msgspec.Struct):
+    instance_id: UUID
+    status: str
+
+
+class LlmEventsRead(msgspec.Struct):
+    count: int
+    instance_id: UUID
+    providers: list[str]
+    window_seconds: int
+
+
+class ErrorRead(msgspec.Struct):
+    detail: str
+
+
+class ValidationErrorItem(msgspec.Struct):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorRead(msgspec.Struct):
+    detail: list[ValidationErrorItem]

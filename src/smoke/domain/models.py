@@ -1,0 +1,286 @@
+"""Value objects of the domain: frozen, slotted, compared by value."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+__all__ = (
+    "AgentToken",
+    "ChatEvent",
+    "CloudServer",
+    "CustomerScope",
+    "DeletionReceipt",
+    "Instance",
+    "InstanceStatus",
+    "InstanceView",
+    "LedgerEntry",
+    "Placement",
+    "PollResult",
+    "ProvisionReceipt",
+    "ProvisionRequest",
+    "ServerSpec",
+    "StatusChange",
+    "UsageCount",
+    "UsageEvent",
+    "cleanup_task_id",
+    "provision_task_id",
+)
+
+HOSTNAME_PREFIX = "smoke-"
+MANAGED_BY_LABEL = "managed-by"
+MANAGED_BY_VALUE = "smoke"
+INSTANCE_ID_LABEL = "smoke-instance-id"
+
+
+def provision_task_id(instance_id: UUID) -> str:
+    """The task id of an instance's provision job: deterministic, so re-queuing it is a no-op while it is pending."""
+    return f"provision:{instance_id}"
+
+
+def cleanup_task_id(instance_id: UUID) -> str:
+    return f"cleanup:{instance_id}"
+
+
+class InstanceStatus(enum.StrEnum):
+    """Where an instance is: ``provisioning`` → ``running`` | ``failed``; then ``deleting`` → ``deleted``."""
+
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerScope:
+    """The one smoke customer every request acts for; it comes from settings, never from a request."""
+
+    customer_id: UUID
+    tenant_id: UUID
+    subscription_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionRequest:
+    """What a caller may choose about a new instance, and the key that makes asking twice safe."""
+
+    idempotency_key: str
+    manifest_id: str
+    region_id: str
+    tier_id: str
+
+    def fingerprint(self) -> str:
+        """Digest of everything but the key: the same key with another fingerprint is a reused key."""
+        body = json.dumps([self.manifest_id, self.region_id, self.tier_id], separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A request resolved against the catalog: what the cloud is asked for."""
+
+    manifest_id: str
+    region_id: str
+    tier_id: str
+    image: str
+    location: str
+    server_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """The durable record of an accepted provision request (the idempotency record)."""
+
+    customer_id: UUID
+    idempotency_key: str
+    fingerprint: str
+    instance_id: UUID
+    task_id: str
+    manifest_id: str
+    region_id: str
+    tier_id: str
+    created_at: datetime
+
+    def receipt(self) -> ProvisionReceipt:
+        return ProvisionReceipt(self.idempotency_key, self.instance_id, self.task_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionReceipt:
+    """The answer to an accepted provision request; identical for every replay of its key."""
+
+    idempotency_key: str
+    instance_id: UUID
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What is known of a key: ``found`` once the worker has inserted the instance row."""
+
+    found: bool
+    instance_id: UUID | None = None
+    status: InstanceStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    """The read model of one instance, as Smoke Status shows it."""
+
+    id: UUID
+    hostname: str
+    status: InstanceStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionReceipt:
+    instance_id: UUID
+    status: InstanceStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A customer's agent VPS, from the first provisioning step until its server is gone."""
+
+    id: UUID
+    customer_id: UUID
+    tenant_id: UUID
+    subscription_id: UUID
+    hostname: str
+    status: InstanceStatus
+    manifest_id: str
+    region_id: str
+    tier_id: str
+    created_at: datetime
+    provider_server_id: int | None = None
+    ipv4: str | None = None
+    failure_reason: str | None = None
+    deleted_at: datetime | None = None
+
+    @staticmethod
+    def hostname_for(instance_id: UUID) -> str:
+        """The hostname, and so the server name, of an instance: deterministic, so a re-run finds its server."""
+        return f"{HOSTNAME_PREFIX}{instance_id.hex[:12]}"
+
+    @classmethod
+    def new(cls, entry: LedgerEntry, scope: CustomerScope, now: datetime) -> Instance:
+        """The row the provision job inserts for an accepted request."""
+        return cls(
+            id=entry.instance_id,
+            customer_id=scope.customer_id,
+            tenant_id=scope.tenant_id,
+            subscription_id=scope.subscription_id,
+            hostname=cls.hostname_for(entry.instance_id),
+            status=InstanceStatus.PROVISIONING,
+            manifest_id=entry.manifest_id,
+            region_id=entry.region_id,
+            tier_id=entry.tier_id,
+            created_at=now,
+        )
+
+    @property
+    def is_deleted(self) -> bool:
+        """Soft-deleted: the caller (or the TTL) asked for it to go; its server is going or gone."""
+        return self.deleted_at is not None
+
+    def soft_deleted(self, now: datetime) -> Instance:
+        """The instance after the soft-delete recipe: status ``deleting``, hostname suffixed to free the name."""
+        return dataclasses.replace(
+            self,
+            deleted_at=now,
+            status=InstanceStatus.DELETING,
+            hostname=f"{self.hostname}-deleted-{int(now.timestamp())}",
+        )
+
+    def with_server(self, server: CloudServer) -> Instance:
+        return dataclasses.replace(self, provider_server_id=server.id, ipv4=server.ipv4 or self.ipv4)
+
+    def with_status(self, status: InstanceStatus, reason: str | None = None) -> Instance:
+        return dataclasses.replace(self, status=status, failure_reason=reason or self.failure_reason)
+
+    def view(self) -> InstanceView:
+        return InstanceView(self.id, self.hostname, self.status)
+
+    def labels(self) -> dict[str, str]:
+        """The labels its server carries: who manages it and which instance it belongs to."""
+        return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INSTANCE_ID_LABEL: str(self.id)}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One entry of an instance's status history."""
+
+    instance_id: UUID
+    status: InstanceStatus
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """What the cloud is asked to create."""
+
+    name: str
+    server_type: str
+    image: str
+    location: str
+    labels: dict[str, str]
+    user_data: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloudServer:
+    """A server as the cloud reports it."""
+
+    id: int
+    name: str
+    status: str
+    labels: dict[str, str]
+    ipv4: str | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentToken:
+    """The secret an agent VPS presents (usage reports) and is presented (chat); only ``digest`` is stored."""
+
+    token: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """One LLM call reported by an agent; ``request_id`` makes a report idempotent per instance."""
+
+    instance_id: UUID
+    request_id: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCount:
+    """LLM calls of one instance inside a window."""
+
+    count: int
+    providers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEvent:
+    """One Server-Sent Event of a chat turn, as the agent sent it."""
+
+    event: str
+    data: str
+    id: str | None = None

@@ -1,0 +1,199 @@
+"""Settings (SPEC §7): typed, validated, read once by an entry point from the environment and ``./.env``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, TypeVar
+from uuid import UUID
+
+from dotenv import dotenv_values
+
+from smoke.domain.models import CustomerScope
+
+__all__ = ("Settings", "SettingsError")
+
+T = TypeVar("T")
+
+DEFAULT_CUSTOMER_ID: Final = UUID("00000000-0000-4000-8000-00000000c001")
+DEFAULT_TENANT_ID: Final = UUID("00000000-0000-4000-8000-00000000e001")
+DEFAULT_SUBSCRIPTION_ID: Final = UUID("00000000-0000-4000-8000-00000000b001")
+AGENT_URL_FIELDS: Final = frozenset({"ipv4", "hostname", "instance_id", "provider_server_id"})
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything configurable, with the defaults ``smoke up`` runs on."""
+
+    ops_bearer_token: str | None = None
+    """``OPS_BEARER_TOKEN``: the bearer token CI presents to the smoke API."""
+    database_url: str | None = None
+    """``DATABASE_URL``: ``postgresql://user:password@host:port/db``; unset means embedded PostgreSQL (``smoke up``)."""
+    queue_url: str | None = None
+    """``QUEUE_URL``: ``redis://...`` for a Redis queue; unset means the database also holds the queue."""
+    hetzner_api_token: str | None = None
+    """``HETZNER_API_TOKEN``: a Hetzner Cloud project token; unset means the simulated cloud (``smoke up``)."""
+    hetzner_api_url: str = "https://api.hetzner.cloud/v1"
+    """``HETZNER_API_URL``."""
+    customer_id: UUID = DEFAULT_CUSTOMER_ID
+    """``SMOKE_CUSTOMER_ID``: the one customer smoke acts for."""
+    tenant_id: UUID = DEFAULT_TENANT_ID
+    """``SMOKE_TENANT_ID``."""
+    subscription_id: UUID = DEFAULT_SUBSCRIPTION_ID
+    """``SMOKE_SUBSCRIPTION_ID``."""
+    agent_url_template: str = "http://{ipv4}:8080"
+    """``AGENT_URL_TEMPLATE``: the agent's base URL, from ``{ipv4}``, ``{hostname}``, ``{instance_id}``,
+    ``{provider_server_id}``."""
+    public_url: str = "http://127.0.0.1:8000"
+    """``PUBLIC_URL``: where agents reach this API (their usage reports go to ``/internal/v1/agent/usage-events``)."""
+    agent_token_secret: str | None = None
+    """``AGENT_TOKEN_SECRET``: the key agent tokens are derived from, so only their digests are stored."""
+    max_live_instances: int = 10
+    """``SMOKE_MAX_LIVE_INSTANCES``: the spend guard."""
+    instance_ttl_seconds: int = 3600
+    """``SMOKE_INSTANCE_TTL_SECONDS``: reconcile soft-deletes instances older than this."""
+    provision_timeout_seconds: int = 600
+    """``PROVISION_TIMEOUT_SECONDS``: a provision not running by then fails and its server is deleted."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """``LOG_LEVEL``."""
+    log_format: Literal["json", "console"] = "console"
+    """``LOG_FORMAT``."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Settings:
+        """Read the settings from ``environ`` (default: the process environment) over the ``.env`` file.
+
+        Raises:
+            SettingsError: a variable is malformed.
+        """
+        values = {k: v for k, v in (dotenv_values(dotenv) if dotenv and dotenv.is_file() else {}).items() if v}
+        values |= {k: v for k, v in (os.environ if environ is None else environ).items() if v != ""}
+        read, defaults = _Reader(values), cls()
+        return cls(
+            ops_bearer_token=read.optional("OPS_BEARER_TOKEN", _token),
+            database_url=read.optional("DATABASE_URL", _postgres_url),
+            queue_url=read.optional("QUEUE_URL", _queue_url),
+            hetzner_api_token=read.optional("HETZNER_API_TOKEN", _token),
+            hetzner_api_url=read.value("HETZNER_API_URL", _http_url, defaults.hetzner_api_url),
+            customer_id=read.value("SMOKE_CUSTOMER_ID", UUID, DEFAULT_CUSTOMER_ID),
+            tenant_id=read.value("SMOKE_TENANT_ID", UUID, DEFAULT_TENANT_ID),
+            subscription_id=read.value("SMOKE_SUBSCRIPTION_ID", UUID, DEFAULT_SUBSCRIPTION_ID),
+            agent_url_template=read.value("AGENT_URL_TEMPLATE", _agent_url_template, defaults.agent_url_template),
+            public_url=read.value("PUBLIC_URL", _http_url, defaults.public_url),
+            agent_token_secret=read.optional("AGENT_TOKEN_SECRET", _token),
+            max_live_instances=read.value("SMOKE_MAX_LIVE_INSTANCES", _positive_int, defaults.max_live_instances),
+            instance_ttl_seconds=read.value("SMOKE_INSTANCE_TTL_SECONDS", _positive_int, defaults.instance_ttl_seconds),
+            provision_timeout_seconds=read.value(
+                "PROVISION_TIMEOUT_SECONDS", _positive_int, defaults.provision_timeout_seconds
+            ),
+            log_level=read.value("LOG_LEVEL", _log_level, "INFO"),
+            log_format=read.value("LOG_FORMAT", _log_format, "console"),
+        )
+
+    def require(self, *variables: str) -> None:
+        """Raise ``SettingsError`` naming the first of ``variables`` that is unset."""
+        for variable in variables:
+            if getattr(self, _FIELD_OF[variable]) is None:
+                raise SettingsError(variable, "required by this command but not set")
+
+    def customer_scope(self) -> CustomerScope:
+        return CustomerScope(self.customer_id, self.tenant_id, self.subscription_id)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_FIELD_OF: Final = {
+    "OPS_BEARER_TOKEN": "ops_bearer_token",
+    "DATABASE_URL": "database_url",
+    "QUEUE_URL": "queue_url",
+    "HETZNER_API_TOKEN": "hetzner_api_token",
+    "AGENT_TOKEN_SECRET": "agent_token_secret",
+}
+
+
+class _Reader:
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = values
+
+    def optional(self, variable: str, parse: Callable[[str], T]) -> T | None:
+        raw = self._values.get(variable)
+        return None if raw is None else self._parse(variable, raw, parse)
+
+    def value(self, variable: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self._values.get(variable)
+        return default if raw is None else self._parse(variable, raw, parse)
+
+    @staticmethod
+    def _parse(variable: str, raw: str, parse: Callable[[str], T]) -> T:
+        try:
+            return parse(raw.strip())
+        except ValueError as error:
+            raise SettingsError(variable, str(error) or "malformed") from None
+
+
+def _token(raw: str) -> str:
+    if not raw.isascii() or any(c in string.whitespace for c in raw):
+        raise ValueError("must be printable ASCII without spaces")
+    return raw
+
+
+def _postgres_url(raw: str) -> str:
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres", "postgresql+asyncpg") or not rest:
+        raise ValueError("must be a postgresql:// URL")
+    return "postgresql://" + rest
+
+
+def _queue_url(raw: str) -> str:
+    if raw.startswith(("redis://", "rediss://")):
+        return raw
+    return _postgres_url(raw)
+
+
+def _http_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")) or len(raw) <= len("https://"):
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _agent_url_template(raw: str) -> str:
+    fields = {name for _, name, _, _ in string.Formatter().parse(raw) if name is not None}
+    if unknown := fields - AGENT_URL_FIELDS:
+        raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; use {', '.join(sorted(AGENT_URL_FIELDS))}")
+    return _http_url(raw)
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"must be a positive integer, got '{raw}'") from None
+    if value < 1:
+        raise ValueError(f"must be a positive integer, got '{raw}'")
+    return value
+
+
+def _log_level(raw: str) -> Literal["DEBUG", "INFO", "WARNING", "ERROR"]:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level  # type: ignore[return-value]
+
+
+def _log_format(raw: str) -> Literal["json", "console"]:
+    if raw not in ("json", "console"):
+        raise ValueError("must be json or console")
+    return raw  # type: ignore[return-value]

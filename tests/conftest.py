@@ -1,0 +1,76 @@
+"""Fixtures shared by every suite: the test database (a fresh one per run) and the settings that point at it.
+
+``SMOKE_TEST_DATABASE_URL`` names a PostgreSQL server to create the run's database on (CI: the local server);
+without it the run starts an embedded PostgreSQL (pgserver) under ``/tmp``, so a bare machine passes too.
+``SMOKE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) is used by the tests marked ``redis``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from smoke.settings import Settings
+
+EMBEDDED_PGDATA = Path("/tmp/smoke-test-pg")  # short: the unix socket path must stay under 108 bytes
+DATA_TABLES = (
+    "llm_usage_events",
+    "instance_status_history",
+    "agent_credentials",
+    "instances",
+    "provision_ledger",
+)
+
+
+def _admin_url() -> Iterator[str]:
+    if url := os.environ.get("SMOKE_TEST_DATABASE_URL"):
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(EMBEDDED_PGDATA, cleanup_mode="stop")
+    yield server.get_uri()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, sep, query = url.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}{sep}{query}"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A migrated, seeded database of its own for this run, dropped at the end."""
+    from smoke.adapters.postgres.migrate import migrate, seed
+
+    for admin_url in _admin_url():
+        name = f"smoke_test_{secrets.token_hex(4)}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = _with_database(admin_url, name)
+        migrate(url)
+        seed(url, Settings().customer_scope())
+        yield url
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def clean_database(database_url: str) -> str:
+    """The run's database with no instances, requests, usage or jobs (the seeded customer and catalog stay)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        saq_tables = conn.execute("SELECT to_regclass('saq_jobs') IS NOT NULL").fetchone()
+        tables = [*DATA_TABLES, *(["saq_jobs"] if saq_tables and saq_tables[0] else [])]
+        conn.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+    return database_url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        ops_bearer_token="test-ops-token", database_url=database_url, agent_token_secret="test-agent-secret"
+    )

@@ -1,0 +1,121 @@
+"""Bad input gets the documented 4xx in the FastAPI shapes of SPEC §2.1; nothing answers 5xx for client input."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from smoke.testing.providers import FakeAdaptersProvider
+from tests.unit.api.conftest import SMOKE, provision_body
+
+UNKNOWN_ID = "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+
+
+def only_error(response: httpx.Response) -> dict[str, object]:
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "type_"),
+    [
+        (provision_body(customer_id="x"), ["body", "customer_id"], "extra_forbidden"),
+        (provision_body(tenant_id="x"), ["body", "tenant_id"], "extra_forbidden"),
+        ({k: v for k, v in provision_body().items() if k != "tier_id"}, ["body", "tier_id"], "missing"),
+        (provision_body(idempotency_key="k" * 256), ["body", "idempotency_key"], "string_too_long"),
+        (provision_body(idempotency_key=""), ["body", "idempotency_key"], "string_too_short"),
+        (provision_body(manifest_id="m" * 101), ["body", "manifest_id"], "string_too_long"),
+        (provision_body(region_id="r" * 81), ["body", "region_id"], "string_too_long"),
+        (provision_body(tier_id="t" * 81), ["body", "tier_id"], "string_too_long"),
+        (provision_body(region_id="nowhere"), ["body", "region_id"], "unknown_catalog_id"),
+        (provision_body(manifest_id="nothing"), ["body", "manifest_id"], "unknown_catalog_id"),
+        (provision_body(tier_id="huge"), ["body", "tier_id"], "unknown_catalog_id"),
+        ({**provision_body(), "tier_id": 5}, ["body", "tier_id"], "type_error"),
+        ([], ["body"], "type_error"),
+    ],
+)
+async def test_a_bad_provision_body_is_a_422_at_its_field_and_stores_nothing(
+    client: httpx.AsyncClient, fakes: FakeAdaptersProvider, body: object, loc: list[str], type_: str
+) -> None:
+    error = only_error(await client.post(f"{SMOKE}/provision", json=body))
+
+    assert (error["loc"], error["type"]) == (loc, type_)
+    assert fakes.db.ledger == {}
+    assert fakes.queue.enqueued == []
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"idempotency_key": "k",}', b"\xff\xfe"])
+async def test_malformed_json_is_json_invalid_at_the_body(client: httpx.AsyncClient, content: bytes) -> None:
+    error = only_error(await client.post(f"{SMOKE}/provision", content=content))
+
+    assert (error["loc"], error["type"]) == (["body"], "json_invalid")
+
+
+async def test_an_empty_body_is_missing(client: httpx.AsyncClient) -> None:
+    error = only_error(await client.post(f"{SMOKE}/provision", content=b""))
+
+    assert (error["loc"], error["type"]) == (["body"], "missing")
+
+
+async def test_a_body_over_64_kib_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"{SMOKE}/provision", content=b" " * (64 * 1024 + 1))
+
+    assert response.status_code == 413
+    assert isinstance(response.json()["detail"], str)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"{SMOKE}/instances/not-a-uuid"),
+        ("DELETE", f"{SMOKE}/instances/not-a-uuid"),
+        ("GET", f"{SMOKE}/instances/not-a-uuid/llm-events"),
+    ],
+)
+async def test_a_malformed_instance_id_is_422_at_the_path(client: httpx.AsyncClient, method: str, path: str) -> None:
+    error = only_error(await client.request(method, path))
+
+    assert error["loc"] == ["path", "instance_id"]
+
+
+@pytest.mark.parametrize("window", ["0", "86401", "-5", "abc", "1.5"])
+async def test_an_out_of_range_window_is_422_at_the_query(client: httpx.AsyncClient, window: str) -> None:
+    error = only_error(await client.get(f"{SMOKE}/instances/{UNKNOWN_ID}/llm-events?window_seconds={window}"))
+
+    assert error["loc"] == ["query", "window_seconds"]
+
+
+async def test_an_over_long_key_in_the_poll_path_is_422(client: httpx.AsyncClient) -> None:
+    error = only_error(await client.get(f"{SMOKE}/instances/by-key/{'k' * 256}"))
+
+    assert error["loc"] == ["path", "idempotency_key"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"{SMOKE}/instances/{UNKNOWN_ID}"),
+        ("DELETE", f"{SMOKE}/instances/{UNKNOWN_ID}"),
+        ("GET", f"{SMOKE}/instances/{UNKNOWN_ID}/llm-events"),
+    ],
+)
+async def test_an_unknown_instance_is_404(client: httpx.AsyncClient, method: str, path: str) -> None:
+    response = await client.request(method, path)
+
+    assert (response.status_code, response.json()) == (404, {"detail": "Instance not found"})
+
+
+async def test_the_database_being_down_is_503(client: httpx.AsyncClient, fakes: FakeAdaptersProvider) -> None:
+    fakes.readiness.down = ["database"]
+
+    response = await client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["unavailable"] == ["database"]
+
+
+async def test_an_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nowhere")
+
+    assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
