@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from smoke.domain.models import ProvisionRequest
-from smoke.domain.services import Cleaner, Provisioner, UsageReader
+from smoke.domain.services import BuildPolicy, Cleaner, Decommissioner, InstanceBuilder, Provisioner, UsageReader
 from smoke.settings import Settings
 from smoke.testing.providers import FakeAdaptersProvider
 
 SCOPE = Settings().customer_scope()
+POLICY = BuildPolicy(timeout_seconds=60, agent_url_template="http://{ipv4}:8080", public_url="http://smoke.test")
 
 
 @pytest.fixture
@@ -52,3 +53,29 @@ def usage_reader(fakes: FakeAdaptersProvider) -> UsageReader:
 def a_request(key: str = "ci-run-1", **changes: str) -> ProvisionRequest:
     fields = {"manifest_id": "agent-default", "region_id": "fsn1", "tier_id": "small"} | changes
     return ProvisionRequest(idempotency_key=key, **fields)
+
+
+@pytest.fixture
+def decommissioner(fakes: FakeAdaptersProvider) -> Decommissioner:
+    return Decommissioner(instances=fakes.instances, cloud=fakes.cloud, uow=fakes.uow)
+
+
+@pytest.fixture
+def builder(fakes: FakeAdaptersProvider) -> InstanceBuilder:
+    async def sleep(seconds: float) -> None:
+        fakes.db.clock.advance(seconds)
+
+    return InstanceBuilder(
+        scope=SCOPE,
+        policy=POLICY,
+        ledger=fakes.ledger,
+        instances=fakes.instances,
+        credentials=fakes.credentials,
+        catalog=fakes.catalog,
+        cloud=fakes.cloud,
+        agents=fakes.agents,
+        tokens=fakes.tokens,
+        uow=fakes.uow,
+        clock=fakes.db.clock,
+        sleep=sleep,
+    )

@@ -324,18 +324,20 @@ class FakeCloudProvider(CloudProvider):
 
 
 class FakeAgentClient(AgentClient):
-    """Agents by base URL: healthy ones answer, and chat replays ``reply`` (or raises when unreachable)."""
+    """Every agent answers, except those whose base URL is in ``down``; chat replays ``reply``."""
 
     def __init__(self, reply: Iterable[ChatEvent] = ()) -> None:
-        self.healthy: set[str] = set()
+        self.down: set[str] = set()
         self.reply = list(reply)
         self.turns: list[tuple[str, str, str]] = []
+        self.health_checks: list[str] = []
 
     async def is_healthy(self, base_url: str) -> bool:
-        return base_url in self.healthy
+        self.health_checks.append(base_url)
+        return base_url not in self.down
 
     async def chat(self, base_url: str, token: str, message: str) -> AsyncIterator[ChatEvent]:
-        if base_url not in self.healthy:
+        if base_url in self.down:
             raise AgentUnavailable(f"agent at {base_url} is not reachable")
         self.turns.append((base_url, token, message))
         for event in self.reply:

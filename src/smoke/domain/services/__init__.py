@@ -1,7 +1,20 @@
 """Domain services: each does one thing the product promises, through ports only."""
 
+from smoke.domain.services.builder import BuildPolicy, InstanceBuilder
 from smoke.domain.services.cleaner import Cleaner
+from smoke.domain.services.decommissioner import Decommissioner
 from smoke.domain.services.provisioner import Provisioner
+from smoke.domain.services.reconciler import ReconcilePolicy, Reconciler, ReconcileReport
 from smoke.domain.services.usage_reader import UsageReader
 
-__all__ = ("Cleaner", "Provisioner", "UsageReader")
+__all__ = (
+    "BuildPolicy",
+    "Cleaner",
+    "Decommissioner",
+    "InstanceBuilder",
+    "Provisioner",
+    "ReconcilePolicy",
+    "ReconcileReport",
+    "Reconciler",
+    "UsageReader",
+)
