@@ -62,9 +62,6 @@ def decommissioner(fakes: FakeAdaptersProvider) -> Decommissioner:
 
 @pytest.fixture
 def builder(fakes: FakeAdaptersProvider) -> InstanceBuilder:
-    async def sleep(seconds: float) -> None:
-        fakes.db.clock.advance(seconds)
-
     return InstanceBuilder(
         scope=SCOPE,
         policy=POLICY,
@@ -77,5 +74,4 @@ def builder(fakes: FakeAdaptersProvider) -> InstanceBuilder:
         tokens=fakes.tokens,
         uow=fakes.uow,
         clock=fakes.db.clock,
-        sleep=sleep,
     )

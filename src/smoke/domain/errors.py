@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = (
+    "AgentStreamBroken",
     "AgentUnavailable",
     "CloudError",
     "CloudServerNameTaken",
@@ -78,3 +79,7 @@ class CloudServerNameTaken(CloudError):
 
 class AgentUnavailable(SmokeError):
     """The agent VPS could not be reached or refused, before anything was streamed."""
+
+
+class AgentStreamBroken(SmokeError):
+    """The agent's stream failed after it began (connection lost, malformed, or ended without ``done``)."""

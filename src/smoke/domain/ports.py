@@ -259,6 +259,10 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
 
+    @abstractmethod
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a fake clock moves itself forward instead)."""
+
 
 class TokenIssuer(Protocol):
     """Agent tokens: derivable by the control plane, stored only as digests."""

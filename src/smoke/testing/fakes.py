@@ -76,6 +76,9 @@ class FakeClock(Clock):
     def now(self) -> datetime:
         return self.current
 
+    async def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
 

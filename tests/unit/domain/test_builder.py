@@ -8,6 +8,7 @@ import pytest
 from smoke.domain.errors import CloudTransientError
 from smoke.domain.models import Instance, InstanceStatus, ServerSpec
 from smoke.domain.services import Cleaner, InstanceBuilder, Provisioner
+from smoke.testing import FakeClock
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.unit.conftest import SCOPE, a_request
 
@@ -125,13 +126,14 @@ async def test_a_delete_that_lands_while_waiting_stops_the_build(
 ) -> None:
     instance_id = await _accepted(provisioner)
     fakes.cloud.polls_until_running = 5
-    sleep = builder.sleep
 
-    async def delete_midway(seconds: float) -> None:
-        await sleep(seconds)
-        await cleaner.delete(instance_id)
+    class DeletingClock(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            self.advance(seconds)
+            await cleaner.delete(instance_id)
 
-    status = await dataclasses.replace(builder, sleep=delete_midway).build(instance_id)
+    clock = DeletingClock(fakes.db.clock.now())
+    status = await dataclasses.replace(builder, clock=clock).build(instance_id)
 
     assert status is InstanceStatus.DELETING
     assert fakes.db.instances[instance_id].status is InstanceStatus.DELETING

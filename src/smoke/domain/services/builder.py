@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
@@ -64,7 +63,6 @@ class InstanceBuilder:
     tokens: TokenIssuer
     uow: UnitOfWork
     clock: Clock
-    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
 
     async def build(self, instance_id: UUID, heartbeat: Heartbeat = _no_heartbeat) -> InstanceStatus | None:
         """Run the provision job of ``instance_id``; return the status it leaves (None: no such request).
@@ -86,7 +84,7 @@ class InstanceBuilder:
                 if await self._is_up(instance):
                     return await self._mark_running(instance_id)
                 await heartbeat()
-                await self.sleep(self.policy.poll_seconds)
+                await self.clock.sleep(self.policy.poll_seconds)
                 current = await self._current(instance.id)
                 if current is None or current.is_deleted:
                     return InstanceStatus.DELETING

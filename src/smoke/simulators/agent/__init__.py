@@ -1,0 +1,1 @@
+"""The virtual agent VPSes (``/agents/{server_id}``)."""

@@ -1,0 +1,1 @@
+"""The simulated Hetzner Cloud API (``/v1``)."""
