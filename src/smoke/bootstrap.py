@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 from advanced_alchemy.config import AsyncSessionConfig, SQLAlchemyAsyncConfig
 from advanced_alchemy.config.engine import EngineConfig
 from dishka import AsyncContainer, Provider, Scope, from_context, make_async_container, provide
@@ -20,7 +21,9 @@ from dishka.provider import BaseProvider
 from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from smoke.adapters.agent import HttpAgentClient
 from smoke.adapters.clock import SystemClock
+from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
 from smoke.adapters.postgres.reads import AsyncpgCatalog, AsyncpgInstanceReader, AsyncpgUsageEventStore
 from smoke.adapters.postgres.stores import (
     SqlAlchemyAgentCredentialStore,
@@ -28,14 +31,16 @@ from smoke.adapters.postgres.stores import (
     SqlAlchemyProvisionLedger,
     SqlAlchemyUnitOfWork,
 )
-from smoke.adapters.queue import JobPolicy, SaqJobQueue, make_saq_queue
+from smoke.adapters.queue import JobPolicy, SaqJobQueue, connect_saq_queue, make_saq_queue
 from smoke.adapters.readiness import ConnectionReadinessProbe
 from smoke.adapters.tokens import HmacTokenIssuer
 from smoke.domain.models import CustomerScope
 from smoke.domain.ports import (
+    AgentClient,
     AgentCredentialStore,
     Catalog,
     Clock,
+    CloudProvider,
     InstanceReader,
     InstanceRepository,
     JobQueue,
@@ -45,7 +50,16 @@ from smoke.domain.ports import (
     UnitOfWork,
     UsageEventStore,
 )
-from smoke.domain.services import Cleaner, Provisioner, UsageReader
+from smoke.domain.services import (
+    BuildPolicy,
+    Cleaner,
+    Decommissioner,
+    InstanceBuilder,
+    Provisioner,
+    ReconcilePolicy,
+    Reconciler,
+    UsageReader,
+)
 from smoke.settings import Settings, SettingsError
 
 __all__ = ("make_container",)
@@ -57,6 +71,7 @@ def make_container(settings: Settings, *overrides: BaseProvider) -> AsyncContain
         CoreProvider(),
         PostgresProvider(),
         QueueProvider(),
+        CloudProviders(),
         ServiceProvider(),
         *overrides,
         context={Settings: settings},
@@ -129,22 +144,40 @@ class PostgresProvider(Provider):
 class QueueProvider(Provider):
     @provide(scope=Scope.APP)
     async def provide_saq_queue(self, settings: Settings) -> AsyncIterator[Queue]:
-        queue = make_saq_queue(settings.queue_url or _database_url(settings))
+        queue = await connect_saq_queue(make_saq_queue(settings.queue_url or _database_url(settings)))
         yield queue
         await queue.disconnect()
 
     @provide(scope=Scope.APP)
-    async def provide_job_queue(self, queue: Queue, settings: Settings) -> JobQueue:
-        await queue.connect()
+    def provide_job_queue(self, queue: Queue, settings: Settings) -> JobQueue:
+        heartbeat = settings.job_heartbeat_seconds
         return SaqJobQueue(
             queue,
-            provision=JobPolicy(timeout=settings.provision_timeout_seconds + 60),
-            cleanup=JobPolicy(timeout=600),
+            provision=JobPolicy(timeout=settings.provision_timeout_seconds + 120, heartbeat=heartbeat),
+            cleanup=JobPolicy(timeout=600, heartbeat=heartbeat),
         )
 
     @provide(scope=Scope.APP)
-    async def provide_readiness(self, pool: asyncpg.Pool, queue: Queue, jobs: JobQueue) -> ReadinessProbe:
+    def provide_readiness(self, pool: asyncpg.Pool, queue: Queue) -> ReadinessProbe:
         return ConnectionReadinessProbe(pool, queue)
+
+
+class CloudProviders(Provider):
+    """Hetzner Cloud (or anything speaking its API, like the simulated cloud) and the agents on its servers."""
+
+    @provide(scope=Scope.APP)
+    async def provide_cloud(self, settings: Settings) -> AsyncIterator[CloudProvider]:
+        settings.require("HETZNER_API_TOKEN")
+        assert settings.hetzner_api_token is not None
+        async with hetzner_client(settings.hetzner_api_url, settings.hetzner_api_token) as client:
+            yield HetznerCloudProvider(client)
+
+    @provide(scope=Scope.APP)
+    async def provide_agents(self) -> AsyncIterator[AgentClient]:
+        timeout = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=5.0)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            yield HttpAgentClient(client)
 
 
 class ServiceProvider(Provider):
@@ -173,3 +206,19 @@ class ServiceProvider(Provider):
 
     cleaner = provide(Cleaner, scope=Scope.REQUEST)
     usage_reader = provide(UsageReader, scope=Scope.APP)
+    decommissioner = provide(Decommissioner, scope=Scope.REQUEST)
+    builder = provide(InstanceBuilder, scope=Scope.REQUEST)
+    reconciler = provide(Reconciler, scope=Scope.REQUEST)
+
+    @provide(scope=Scope.APP)
+    def provide_build_policy(self, settings: Settings) -> BuildPolicy:
+        return BuildPolicy(
+            timeout_seconds=settings.provision_timeout_seconds,
+            agent_url_template=settings.agent_url_template,
+            public_url=settings.public_url,
+            poll_seconds=settings.provision_poll_seconds,
+        )
+
+    @provide(scope=Scope.APP)
+    def provide_reconcile_policy(self, settings: Settings) -> ReconcilePolicy:
+        return ReconcilePolicy(settings.provision_timeout_seconds, settings.instance_ttl_seconds)

@@ -66,6 +66,12 @@ class Settings:
     """``SMOKE_INSTANCE_TTL_SECONDS``: reconcile soft-deletes instances older than this."""
     provision_timeout_seconds: int = 600
     """``PROVISION_TIMEOUT_SECONDS``: a provision not running by then fails and its server is deleted."""
+    provision_poll_seconds: float = 2.0
+    """``PROVISION_POLL_SECONDS``: how often a provision job reads its server (mind Hetzner's 3600 requests/hour)."""
+    job_heartbeat_seconds: int = 30
+    """``JOB_HEARTBEAT_SECONDS``: a job silent this long is taken for dead and retried."""
+    queue_sweep_seconds: int = 10
+    """``QUEUE_SWEEP_SECONDS``: how often a worker looks for jobs whose worker died."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """``LOG_LEVEL``."""
     log_format: Literal["json", "console"] = "console"
@@ -98,6 +104,11 @@ class Settings:
             provision_timeout_seconds=read.value(
                 "PROVISION_TIMEOUT_SECONDS", _positive_int, defaults.provision_timeout_seconds
             ),
+            provision_poll_seconds=read.value(
+                "PROVISION_POLL_SECONDS", _positive_float, defaults.provision_poll_seconds
+            ),
+            job_heartbeat_seconds=read.value("JOB_HEARTBEAT_SECONDS", _positive_int, defaults.job_heartbeat_seconds),
+            queue_sweep_seconds=read.value("QUEUE_SWEEP_SECONDS", _positive_int, defaults.queue_sweep_seconds),
             log_level=read.value("LOG_LEVEL", _log_level, "INFO"),
             log_format=read.value("LOG_FORMAT", _log_format, "console"),
         )
@@ -183,6 +194,16 @@ def _positive_int(raw: str) -> int:
         raise ValueError(f"must be a positive integer, got '{raw}'") from None
     if value < 1:
         raise ValueError(f"must be a positive integer, got '{raw}'")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"must be a positive number, got '{raw}'") from None
+    if not value > 0:
+        raise ValueError(f"must be a positive number, got '{raw}'")
     return value
 
 

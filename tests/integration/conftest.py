@@ -10,10 +10,14 @@ import pytest
 
 from smoke.api import create_app
 from smoke.bootstrap import make_container
+from smoke.serving import serve_asgi
 from smoke.settings import Settings
+from smoke.simulators import create_cloud_simulator
+from smoke.worker import running_worker
 from tests.lifespan import running
 
 SMOKE = "/internal/v1/smoke"
+SIM_TOKEN = "sim-token"
 
 
 @pytest.fixture
@@ -36,3 +40,48 @@ async def api(settings: Settings, clean_database: str) -> AsyncIterator[httpx.As
 
 def provision_body(key: str = "ci-run-1", **changes: str) -> dict[str, str]:
     return {"idempotency_key": key, "manifest_id": "agent-default", "region_id": "fsn1", "tier_id": "small"} | changes
+
+
+@pytest.fixture(scope="session")
+async def cloud_url() -> AsyncIterator[str]:
+    """The simulated Hetzner Cloud on loopback, fast: actions and boot take 0.1 s."""
+    simulator = create_cloud_simulator(action_seconds=0.1, boot_seconds=0.1, token_delay_ms=5, seed=7)
+    async with serve_asgi(simulator) as url:
+        yield url
+
+
+@pytest.fixture
+async def cloud(cloud_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the simulator's base URL, reset (no servers, no faults) before the test."""
+    async with httpx.AsyncClient(base_url=cloud_url, timeout=30) as client:
+        (await client.post("/_sim/reset")).raise_for_status()
+        yield client
+
+
+def stack_settings(settings: Settings, cloud_url: str) -> Settings:
+    """Settings that point the worker at the simulated cloud, with short heartbeats and sweeps."""
+    return settings.replace(
+        hetzner_api_url=f"{cloud_url}/v1",
+        hetzner_api_token=SIM_TOKEN,
+        agent_url_template=f"{cloud_url}/agents/{{provider_server_id}}",
+        provision_poll_seconds=0.1,
+        provision_timeout_seconds=60,
+        max_live_instances=25,
+        job_heartbeat_seconds=3,
+        queue_sweep_seconds=1,
+    )
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, clean_database: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API and an in-process worker on PostgreSQL and the simulated cloud; a client of the API."""
+    configured = stack_settings(settings, cloud_url)
+    container = make_container(configured)
+    app = create_app(container)
+    async with running(app), running_worker(container, configured):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            client.headers["Authorization"] = f"Bearer {settings.ops_bearer_token}"
+            yield client

@@ -16,7 +16,7 @@ from smoke.domain.errors import StorageUnavailable
 from smoke.domain.models import cleanup_task_id, provision_task_id
 from smoke.domain.ports import JobQueue
 
-__all__ = ("JobPolicy", "SaqJobQueue", "make_saq_queue")
+__all__ = ("JobPolicy", "SaqJobQueue", "connect_saq_queue", "make_saq_queue")
 
 QUEUE_NAME = "smoke"
 _UNAVAILABLE = (OSError, TimeoutError, PoolTimeout, PsycopgOperationalError, redis.exceptions.ConnectionError)
@@ -59,6 +59,16 @@ def make_saq_queue(url: str, *, max_connections: int = 10) -> Queue:
         check=AsyncConnectionPool.check_connection,
     )
     return PostgresQueue(pool=pool, name=QUEUE_NAME, manage_pool_lifecycle=True)
+
+
+async def connect_saq_queue(queue: Queue) -> Queue:
+    """Connect (creating saq's tables on PostgreSQL); ``StorageUnavailable`` when the backend cannot be reached."""
+    try:
+        await queue.connect()
+    except _UNAVAILABLE as error:
+        await queue.disconnect()
+        raise StorageUnavailable(f"queue unavailable: {type(error).__name__}") from error
+    return queue
 
 
 class SaqJobQueue(JobQueue):

@@ -1,0 +1,224 @@
+"""``HetznerCloudProvider``: the ``CloudProvider`` port on the Hetzner Cloud API, over ``httpx.AsyncClient``.
+
+Every request goes through :class:`~smoke.adapters.hetzner.retry.RetryPolicy`, the create too: the caller adopts
+a server by name, so a retried ``POST /servers`` whose first answer was lost (the server exists) and that now
+answers ``uniqueness_error`` raises ``CloudServerNameTaken``, which is exactly what the caller handles.
+
+Secrets: the token lives only in the client's default headers. Logs (``smoke.hetzner``) carry the method, the path
+and query, the status and the retry waits; errors carry the API code and message. Neither carries headers, and no
+driver exception leaves the adapter or hangs off a raised error as its cause or context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+import httpx
+import msgspec
+
+from smoke.adapters.hetzner.retry import Failure, RetryPolicy, response_failure, transport_failure
+from smoke.adapters.hetzner.wire import (
+    ActionEnvelope,
+    ActionJson,
+    CreateServerRequest,
+    CreateServerResponse,
+    ServerEnvelope,
+    ServerJson,
+    ServerList,
+)
+from smoke.domain.errors import CloudError, CloudTransientError
+from smoke.domain.models import CloudServer, ServerSpec
+from smoke.domain.ports import CloudProvider
+
+__all__ = ("HetznerCloudProvider", "hetzner_client")
+
+logger = logging.getLogger("smoke.hetzner")
+
+PER_PAGE = 50
+T = TypeVar("T")
+QueryParams = Mapping[str, str | int]
+
+
+def hetzner_client(api_url: str, token: str, *, timeout: float = 30.0) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for the Hetzner Cloud API; the caller closes it.
+
+    Args:
+        api_url: the API root including ``/v1``, e.g. ``https://api.hetzner.cloud/v1``.
+        token: the project's API token, sent as ``Authorization: Bearer``.
+        timeout: seconds for connecting, each read, each write and getting a pooled connection.
+    """
+    return httpx.AsyncClient(
+        base_url=api_url,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": "smoke"},
+        timeout=httpx.Timeout(timeout),
+    )
+
+
+class HetznerCloudProvider(CloudProvider):
+    """Servers at Hetzner Cloud.
+
+    Args:
+        client: an ``httpx.AsyncClient`` whose ``base_url`` is the API root including ``/v1`` and which sends the
+            token (see :func:`hetzner_client`).
+        max_retries: retries of a retryable failure after the first attempt.
+        backoff_cap: the longest wait between two attempts, in seconds (at least 1).
+        action_poll_interval: seconds between two reads of a running action.
+        action_timeout: seconds to wait for an action to end, its polls and their retries included.
+        sleep: how to wait (tests inject one that does not).
+        rng: source of the backoff jitter.
+        clock: UNIX time in seconds, to read ``RateLimit-Reset`` against.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        max_retries: int = 5,
+        backoff_cap: float = 60.0,
+        action_poll_interval: float = 0.5,
+        action_timeout: float = 300.0,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_retries < 0 or backoff_cap < 1 or action_poll_interval < 0 or action_timeout <= 0:
+            raise ValueError("max_retries >= 0, backoff_cap >= 1, action_poll_interval >= 0, action_timeout > 0")
+        self._client = client
+        self._retry = RetryPolicy(max_retries, backoff_cap, rng or random.Random(), clock)
+        self._action_poll_interval = action_poll_interval
+        self._action_timeout = action_timeout
+        self._sleep = sleep
+
+    async def create_server(self, spec: ServerSpec) -> CloudServer:
+        """``POST /servers``; returns on the 201 without waiting for the create and start actions."""
+        body = CreateServerRequest(
+            name=spec.name,
+            server_type=spec.server_type,
+            image=spec.image,
+            location=spec.location,
+            labels=dict(spec.labels),
+            user_data=spec.user_data,
+        )
+        response = await self._send("POST", "/servers", body=msgspec.json.encode(body))
+        return _cloud_server(_decode(response, CreateServerResponse).server)
+
+    async def get_server(self, server_id: int) -> CloudServer | None:
+        """``GET /servers/{id}``; None on ``not_found`` (a bare 404, e.g. a wrong base URL, raises ``CloudError``)."""
+        try:
+            response = await self._send("GET", f"/servers/{server_id}")
+        except CloudError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        return _cloud_server(_decode(response, ServerEnvelope).server)
+
+    async def find_servers(self, labels: Mapping[str, str]) -> list[CloudServer]:
+        """``GET /servers?label_selector=k1=v1,k2=v2`` (sorted ``k=v`` terms, as hcloud-go builds them), every page."""
+        params: dict[str, str | int] = {"per_page": PER_PAGE}
+        if labels:
+            params["label_selector"] = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        servers: list[CloudServer] = []
+        page: int | None = 1
+        while page is not None:
+            listing = _decode(await self._send("GET", "/servers", params={**params, "page": page}), ServerList)
+            servers.extend(_cloud_server(server) for server in listing.servers)
+            page = listing.next_page if listing.next_page is not None and listing.next_page > page else None
+        return servers
+
+    async def find_server_by_name(self, name: str) -> CloudServer | None:
+        listing = _decode(await self._send("GET", "/servers", params={"name": name}), ServerList)
+        return next((_cloud_server(server) for server in listing.servers if server.name == name), None)
+
+    async def delete_server(self, server_id: int) -> bool:
+        """``DELETE /servers/{id}``, then poll ``GET /actions/{id}`` until the ``delete_server`` action ends.
+
+        Raises:
+            CloudError: the action ended in ``error`` (its code and message).
+            CloudTransientError: the action was still running after ``action_timeout`` seconds.
+        """
+        try:
+            response = await self._send("DELETE", f"/servers/{server_id}")
+        except CloudError as exc:
+            if exc.code == "not_found":
+                return False
+            raise
+        await self._wait_for(_decode(response, ActionEnvelope).action)
+        return True
+
+    async def _wait_for(self, action: ActionJson) -> None:
+        """Poll ``action`` until it ends; raise if it failed or outlasted ``action_timeout``."""
+        try:
+            async with asyncio.timeout(self._action_timeout):
+                while action.status == "running":
+                    await self._sleep(self._action_poll_interval)
+                    action = _decode(await self._send("GET", f"/actions/{action.id}"), ActionEnvelope).action
+        except TimeoutError:
+            message = f"action {action.id} still running after {self._action_timeout:g} s"
+            raise CloudTransientError("action_timeout", message) from None
+        if action.status != "success":
+            error = action.error
+            raise CloudError(error.code if error else "action_failed", error.message if error else action.status)
+
+    async def _send(
+        self, method: str, path: str, *, params: QueryParams | None = None, body: bytes | None = None
+    ) -> httpx.Response:
+        """Send with the retry policy; return the first 2xx answer, raise the domain error of the last failure."""
+        target = str(httpx.URL(path, params=params))
+        retry = 0
+        while True:
+            outcome = await self._attempt(method, path, params, body, target)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            if not outcome.retryable or retry >= self._retry.max_retries:
+                raise outcome.error(attempts=retry + 1)
+            wait = self._retry.wait(retry, outcome)
+            retry += 1
+            logger.info(
+                "Hetzner %s %s failed (%s); retry %d of %d in %.2f s",
+                method,
+                target,
+                outcome.code,
+                retry,
+                self._retry.max_retries,
+                wait,
+            )
+            await self._sleep(wait)
+
+    async def _attempt(
+        self, method: str, path: str, params: QueryParams | None, body: bytes | None, target: str
+    ) -> httpx.Response | Failure:
+        """One try: the 2xx answer, or why it failed (the driver exception is dropped here, see the module doc).
+
+        ``target`` is how logs name the request: the path below the API root and the query.
+        """
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        request = self._client.build_request(method, path, params=params, content=body, headers=headers)
+        started = time.perf_counter()
+        try:
+            response = await self._client.send(request)
+        except httpx.HTTPError as exc:
+            failure = transport_failure(exc)
+        else:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            logger.debug("Hetzner %s %s -> %d (%.0f ms)", method, target, response.status_code, elapsed_ms)
+            return response if response.is_success else response_failure(response)
+        logger.debug("Hetzner %s %s -> no answer (%s)", method, target, failure.message)
+        return failure
+
+
+def _decode(response: httpx.Response, type_: type[T]) -> T:
+    try:
+        return msgspec.json.decode(response.content, type=type_)
+    except msgspec.DecodeError as exc:
+        request = response.request
+        message = f"unexpected answer to {request.method} {request.url.path}: {exc}"
+        raise CloudError("invalid_response", message) from None
+
+
+def _cloud_server(server: ServerJson) -> CloudServer:
+    return CloudServer(server.id, server.name, server.status, dict(server.labels), server.ipv4)

@@ -1,0 +1,87 @@
+"""An incremental Server-Sent Events parser (WHATWG HTML §9.2) for bytes arriving in arbitrary chunks.
+
+Handles CRLF, LF and CR line ends (a CRLF split across chunks is one line end), UTF-8 sequences split across chunks,
+one leading BOM, comments, fields without a colon, multi-line data, and events cut by the end of the stream
+(discarded, as the spec says).
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+
+from smoke.domain.models import ChatEvent
+
+__all__ = ("SseParser",)
+
+
+class SseParser:
+    def __init__(self, max_line: int = 1 << 20) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._pending_cr = False
+        self._started = False
+        self._max_line = max_line
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._last_id: str | None = None
+
+    def feed(self, chunk: bytes) -> Iterator[ChatEvent]:
+        """The events completed by ``chunk``, in order."""
+        text = self._decoder.decode(chunk)
+        if not self._started and text:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = False
+        self._buffer += text
+        while True:
+            end = _line_end(self._buffer)
+            if end is None:
+                if len(self._buffer) > self._max_line:
+                    raise ValueError("SSE line too long")
+                return
+            line, sep_len = self._buffer[:end], 1
+            if self._buffer[end] == "\r":
+                if end + 1 < len(self._buffer):
+                    sep_len = 2 if self._buffer[end + 1] == "\n" else 1
+                else:
+                    self._pending_cr = True
+            self._buffer = self._buffer[end + sep_len :]
+            if (event := self._line(line)) is not None:
+                yield event
+
+    def _line(self, line: str) -> ChatEvent | None:
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        return None
+
+    def _dispatch(self) -> ChatEvent | None:
+        if self._id is not None:
+            self._last_id = self._id or None
+            self._id = None
+        if not self._data:
+            self._event = ""
+            return None
+        event = ChatEvent(self._event or "message", "\n".join(self._data), self._last_id)
+        self._event, self._data = "", []
+        return event
+
+
+def _line_end(text: str) -> int | None:
+    cr, lf = text.find("\r"), text.find("\n")
+    ends = [i for i in (cr, lf) if i >= 0]
+    return min(ends) if ends else None

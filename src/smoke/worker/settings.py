@@ -1,0 +1,68 @@
+"""The saq worker: the job functions, the reconcile cron, and a dishka REQUEST scope around every job.
+
+saq has no dishka integration; this follows dishka's arq one: the APP container lives for the worker, and the
+``before_process`` / ``after_process`` hooks open and close a REQUEST scope per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from dishka import AsyncContainer
+from saq import CronJob, Queue, Worker
+
+from smoke.settings import Settings
+from smoke.worker.tasks import JobContext, cleanup, provision, reconcile
+
+__all__ = ("make_worker", "running_worker")
+
+
+def make_worker(
+    container: AsyncContainer,
+    queue: Queue,
+    *,
+    concurrency: int = 10,
+    sweep_seconds: int = 10,
+    reconcile_cron: str = "* * * * *",
+) -> Worker[JobContext]:
+    """A worker for ``queue`` whose jobs resolve their services from ``container``.
+
+    ``sweep_seconds`` bounds how late a job whose worker died is noticed (then it is retried).
+    """
+
+    async def open_scope(ctx: JobContext) -> None:
+        ctx["request_container"] = await container().__aenter__()
+
+    async def close_scope(ctx: JobContext) -> None:
+        if (request := ctx.pop("request_container", None)) is not None:
+            await request.close()
+
+    return Worker(
+        queue,
+        functions=[provision, cleanup, reconcile],
+        cron_jobs=[CronJob(reconcile, cron=reconcile_cron, timeout=300, retries=1)],
+        concurrency=concurrency,
+        before_process=[open_scope],
+        after_process=[close_scope],
+        timers={"sweep": sweep_seconds, "schedule": 1, "abort": 1, "worker_info": 10},
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    container: AsyncContainer, settings: Settings, *, concurrency: int = 10
+) -> AsyncIterator[None]:
+    """A worker on the container's queue, as a task of the running loop; signals stay with the caller."""
+    worker = make_worker(
+        container, await container.get(Queue), concurrency=concurrency, sweep_seconds=settings.queue_sweep_seconds
+    )
+    worker.SIGNALS = []
+    task = asyncio.create_task(worker.start())
+    try:
+        yield
+    finally:
+        await worker.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

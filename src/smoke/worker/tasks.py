@@ -1,0 +1,59 @@
+"""The jobs. Each resolves its service from the REQUEST scope that ``before_process`` opened for it."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from uuid import UUID
+
+from dishka import AsyncContainer
+from saq import Job
+from saq.types import Context
+
+from smoke.domain.services import Decommissioner, InstanceBuilder, Reconciler
+
+__all__ = ("JobContext", "JobHeartbeat", "cleanup", "provision", "reconcile")
+
+
+class JobContext(Context, total=False):
+    request_container: AsyncContainer
+    """The job's dishka REQUEST scope, opened before it runs and closed after."""
+
+
+class JobHeartbeat:
+    """Touch the job at most every ``every`` seconds, so the sweeper knows its worker is alive."""
+
+    def __init__(self, job: Job, every: float) -> None:
+        self._job = job
+        self._every = every
+        self._last = time.monotonic()
+
+    async def __call__(self) -> None:
+        if time.monotonic() - self._last >= self._every:
+            self._last = time.monotonic()
+            await self._job.update()
+
+
+def _scope(ctx: JobContext) -> AsyncContainer:
+    return ctx["request_container"]
+
+
+async def provision(ctx: JobContext, *, instance_id: str) -> str | None:
+    """Provision the instance (SPEC §3); safe to run again after any crash."""
+    builder = await _scope(ctx).get(InstanceBuilder)
+    job = ctx["job"]
+    status = await builder.build(UUID(instance_id), JobHeartbeat(job, every=max(job.heartbeat / 3, 1.0)))
+    return status.value if status else None
+
+
+async def cleanup(ctx: JobContext, *, instance_id: str) -> str | None:
+    """Delete the soft-deleted instance's server (a 404 counts as done), then mark it ``deleted``."""
+    decommissioner = await _scope(ctx).get(Decommissioner)
+    status = await decommissioner.decommission(UUID(instance_id))
+    return status.value if status else None
+
+
+async def reconcile(ctx: JobContext) -> dict[str, int]:
+    """Converge lost jobs, stale provisions, expired instances and orphan servers (cron, every minute)."""
+    reconciler = await _scope(ctx).get(Reconciler)
+    return dataclasses.asdict(await reconciler.reconcile())

@@ -1,0 +1,151 @@
+"""Provisioning end to end: real PostgreSQL, the saq worker, the simulated cloud over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.integration.conftest import SIM_TOKEN, SMOKE, provision_body
+
+
+async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` (an async callable) until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := await predicate():
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not true within {timeout} s: {predicate}")
+
+
+async def status_of(api: httpx.AsyncClient, instance_id: str) -> str | None:
+    """The instance's status, or None before the worker has inserted its row."""
+    response = await api.get(f"{SMOKE}/instances/{instance_id}")
+    return str(response.json()["status"]) if response.status_code == 200 else None
+
+
+async def reaches(api: httpx.AsyncClient, instance_id: str, status: str, timeout: float = 30.0) -> None:
+    async def there() -> bool:
+        return await status_of(api, instance_id) == status
+
+    await until(there, timeout)
+
+
+async def servers(cloud: httpx.AsyncClient) -> list[dict[str, Any]]:
+    return list((await cloud.get("/_sim/state")).json()["servers"])
+
+
+async def test_a_provision_reaches_running_with_exactly_one_server_as_asked(
+    stack: httpx.AsyncClient, cloud: httpx.AsyncClient
+) -> None:
+    receipt = (await stack.post(f"{SMOKE}/provision", json=provision_body(region_id="nbg1", tier_id="medium"))).json()
+
+    async def found() -> bool:
+        return bool((await stack.get(f"{SMOKE}/instances/by-key/ci-run-1")).json()["found"])
+
+    await until(found)
+    await reaches(stack, receipt["instance_id"], "running")
+
+    [server] = await servers(cloud)
+    assert server["name"] == f"smoke-{uuid.UUID(receipt['instance_id']).hex[:12]}"
+    assert server["labels"] == {"managed-by": "smoke", "smoke-instance-id": receipt["instance_id"]}
+    assert (server["location"], server["server_type"], server["image"]) == ("nbg1", "cpx32", "ubuntu-24.04")
+    assert server["status"] == "running"
+
+
+async def test_twenty_provisions_under_cloud_faults_all_run_with_exactly_twenty_servers(
+    stack: httpx.AsyncClient, cloud: httpx.AsyncClient
+) -> None:
+    faults = {"rate_limit_ratio": 0.3, "error_ratio": 0.3, "drop_create_response_ratio": 0.2}
+    (await cloud.put("/_sim/faults", json={"hetzner": faults})).raise_for_status()
+    bodies = [provision_body(f"storm-{n}") for n in range(20)]
+    ids = [(await stack.post(f"{SMOKE}/provision", json=body)).json()["instance_id"] for body in bodies]
+
+    await asyncio.gather(*(reaches(stack, instance_id, "running", timeout=240) for instance_id in ids))
+
+    names = sorted(s["name"] for s in await servers(cloud))
+    assert names == sorted(f"smoke-{uuid.UUID(i).hex[:12]}" for i in ids)
+
+
+async def test_delete_while_provisioning_leaves_no_server(stack: httpx.AsyncClient, cloud: httpx.AsyncClient) -> None:
+    instance_id = (await stack.post(f"{SMOKE}/provision", json=provision_body())).json()["instance_id"]
+
+    deleted = await stack.delete(f"{SMOKE}/instances/{instance_id}")
+
+    assert deleted.json() == {"instance_id": instance_id, "status": "deleting"}
+    await reaches(stack, instance_id, "deleted")
+    await asyncio.sleep(1)  # a provision job still in flight must not leave a server behind
+    assert await servers(cloud) == []
+
+
+async def test_delete_of_a_running_instance_deletes_its_server(
+    stack: httpx.AsyncClient, cloud: httpx.AsyncClient
+) -> None:
+    instance_id = (await stack.post(f"{SMOKE}/provision", json=provision_body())).json()["instance_id"]
+    await reaches(stack, instance_id, "running")
+
+    await stack.delete(f"{SMOKE}/instances/{instance_id}")
+
+    await reaches(stack, instance_id, "deleted")
+    assert await servers(cloud) == []
+
+
+async def test_a_delete_racing_the_server_creation_leaves_no_server(
+    stack: httpx.AsyncClient, cloud: httpx.AsyncClient
+) -> None:
+    for n in range(5):
+        instance_id = (await stack.post(f"{SMOKE}/provision", json=provision_body(f"race-{n}"))).json()["instance_id"]
+
+        async def server_created() -> bool:
+            return bool(await servers(cloud))
+
+        await until(server_created, interval=0.01)
+        await stack.delete(f"{SMOKE}/instances/{instance_id}")
+        await reaches(stack, instance_id, "deleted")
+
+        async def no_servers() -> bool:
+            return await servers(cloud) == []
+
+        await until(no_servers, timeout=10)
+
+
+async def test_a_planted_orphan_server_is_deleted_by_reconcile(
+    stack: httpx.AsyncClient, cloud: httpx.AsyncClient, cloud_url: str
+) -> None:
+    orphan = {
+        "name": "planted-orphan",
+        "server_type": "cpx22",
+        "image": "ubuntu-24.04",
+        "location": "fsn1",
+        "labels": {"managed-by": "smoke", "smoke-instance-id": str(uuid.uuid4())},
+    }
+    bystander = orphan | {"name": "not-ours", "labels": {"team": "other"}}
+    for body in (orphan, bystander):
+        created = await cloud.post("/v1/servers", json=body, headers={"Authorization": f"Bearer {SIM_TOKEN}"})
+        assert created.status_code == 201
+
+    report = await _reconcile(stack)
+
+    assert report["orphans_deleted"] == 1
+
+    async def only_the_bystander_left() -> bool:
+        return [s["name"] for s in await servers(cloud)] == ["not-ours"]
+
+    await until(only_the_bystander_left)
+
+
+async def _reconcile(api: httpx.AsyncClient) -> dict[str, int]:
+    """Run one reconcile pass through the app's container, as the cron would."""
+    from smoke.domain.services import Reconciler
+
+    transport = api._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    container = transport.app.state.dishka_container  # type: ignore[attr-defined]
+    async with container() as scope:
+        report = await (await scope.get(Reconciler)).reconcile()
+    return dataclasses.asdict(report)

@@ -1,0 +1,362 @@
+"""The Hetzner adapter's retry policy, on ``httpx.MockTransport``: no network, no real waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
+from smoke.domain.errors import CloudError, CloudServerNameTaken, CloudTransientError
+from smoke.domain.models import ServerSpec
+
+TOKEN = "hz-secret-token-4f1c9e0b7a2d"
+API_URL = "https://api.hetzner.test/v1"
+NOW = 1_767_225_600.0
+SERVER = {
+    "id": 42,
+    "name": "smoke-0123456789ab",
+    "status": "running",
+    "labels": {"managed-by": "smoke"},
+    "public_net": {"ipv4": {"id": 1, "ip": "203.0.113.7", "blocked": False, "dns_ptr": "x"}, "ipv6": None},
+}
+SPEC = ServerSpec("smoke-0123456789ab", "cpx22", "ubuntu-24.04", "fsn1", {"managed-by": "smoke"}, "#cloud-config\n")
+
+Step = Callable[[httpx.Request], httpx.Response]
+
+
+def api_error(status: int, code: str, headers: dict[str, str] | None = None) -> Step:
+    body = {"error": {"code": code, "message": f"{code} happened", "details": None}}
+    return lambda _request: httpx.Response(status, json=body, headers=headers)
+
+
+def bare(status: int) -> Step:
+    return lambda _request: httpx.Response(
+        status, text="<html>upstream trouble</html>", headers={"Content-Type": "text/html"}
+    )
+
+
+def raises(error: type[httpx.TransportError], message: str = "") -> Step:
+    def step(request: httpx.Request) -> httpx.Response:
+        raise error(message, request=request)
+
+    return step
+
+
+def ok(status: int = 200, **body: object) -> Step:
+    return lambda _request: httpx.Response(status, json=body or {"server": SERVER})
+
+
+def action(status: str, error: dict[str, str] | None = None) -> Step:
+    return ok(action={"id": 7, "command": "delete_server", "status": status, "error": error})
+
+
+class Script:
+    """Answers each request with the next step; the last step answers every request after it."""
+
+    def __init__(self, *steps: Step) -> None:
+        self.steps = list(steps)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
+        return step(request)
+
+
+class Sleeps(list[float]):
+    """A sleep that records how long it was asked to wait and returns at once."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+async def adapter(sleeps: Sleeps) -> AsyncIterator[Callable[..., HetznerCloudProvider]]:
+    """Builds the adapter on a client answered by a ``Script``; keyword arguments override its options."""
+    clients: list[httpx.AsyncClient] = []
+
+    def build(script: Script, **options: object) -> HetznerCloudProvider:
+        client = httpx.AsyncClient(
+            base_url=API_URL, headers={"Authorization": f"Bearer {TOKEN}"}, transport=httpx.MockTransport(script)
+        )
+        clients.append(client)
+        defaults: dict[str, object] = {"sleep": sleeps, "rng": random.Random(1), "clock": lambda: NOW}
+        return HetznerCloudProvider(client, **(defaults | options))  # type: ignore[arg-type]
+
+    yield build
+    for client in clients:
+        await client.aclose()
+
+
+RETRIED = {
+    "409 conflict": api_error(409, "conflict"),
+    "502 bad_gateway": api_error(502, "bad_gateway"),
+    "504 timeout": api_error(504, "timeout"),
+    "429 rate_limit_exceeded": api_error(429, "rate_limit_exceeded"),
+    "bare 502": bare(502),
+    "bare 504": bare(504),
+    "read timeout": raises(httpx.ReadTimeout, "timed out"),
+    "connect timeout": raises(httpx.ConnectTimeout, "timed out"),
+    "connection refused": raises(httpx.ConnectError, "[Errno 111] Connection refused"),
+    "dropped connection": raises(httpx.RemoteProtocolError, "Server disconnected without sending a response."),
+    "read error": raises(httpx.ReadError, "connection reset"),
+}
+NOT_RETRIED = {
+    "423 locked": (api_error(423, "locked"), "locked"),
+    "409 uniqueness_error": (api_error(409, "uniqueness_error"), "uniqueness_error"),
+    "422 invalid_input": (api_error(422, "invalid_input"), "invalid_input"),
+    "401 unauthorized": (api_error(401, "unauthorized"), "unauthorized"),
+    "403 forbidden": (api_error(403, "forbidden"), "forbidden"),
+    "503 unavailable": (api_error(503, "unavailable"), "unavailable"),
+    "500 server_error": (api_error(500, "server_error"), "server_error"),
+    "412 resource_unavailable": (api_error(412, "resource_unavailable"), "resource_unavailable"),
+    "bare 503": (bare(503), "503"),
+    "bare 409": (bare(409), "409"),
+    "bare 429": (bare(429), "429"),
+    "bare 401": (bare(401), "401"),
+}
+
+
+@pytest.mark.parametrize("failure", RETRIED.values(), ids=RETRIED.keys())
+async def test_a_retryable_failure_is_retried_until_it_succeeds(adapter, sleeps: Sleeps, failure: Step) -> None:
+    script = Script(failure, failure, ok())
+
+    server = await adapter(script).get_server(42)
+
+    assert server is not None
+    assert server.ipv4 == "203.0.113.7"
+    assert len(script.requests) == 3
+    assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize(("failure", "code"), NOT_RETRIED.values(), ids=NOT_RETRIED.keys())
+async def test_a_refusal_is_raised_at_once(adapter, sleeps: Sleeps, failure: Step, code: str) -> None:
+    script = Script(failure, ok())
+
+    with pytest.raises(CloudError) as raised:
+        await adapter(script).get_server(42)
+
+    assert raised.value.code == code
+    assert not isinstance(raised.value, CloudTransientError)
+    assert len(script.requests) == 1
+    assert sleeps == []
+
+
+async def test_uniqueness_error_raises_name_taken(adapter) -> None:
+    with pytest.raises(CloudServerNameTaken):
+        await adapter(Script(api_error(409, "uniqueness_error"))).create_server(SPEC)
+
+
+async def test_a_create_whose_answer_was_lost_is_retried_and_reports_the_name_taken(adapter) -> None:
+    script = Script(raises(httpx.RemoteProtocolError, "Server disconnected"), api_error(409, "uniqueness_error"))
+
+    with pytest.raises(CloudServerNameTaken):
+        await adapter(script).create_server(SPEC)
+
+    assert [r.method for r in script.requests] == ["POST", "POST"]
+
+
+@pytest.mark.parametrize("max_retries", [0, 2, 5])
+async def test_gives_up_with_a_transient_error_after_max_retries_plus_one_attempts(
+    adapter, sleeps: Sleeps, max_retries: int
+) -> None:
+    script = Script(api_error(502, "bad_gateway"))
+
+    with pytest.raises(CloudTransientError) as raised:
+        await adapter(script, max_retries=max_retries).get_server(42)
+
+    assert raised.value.code == "bad_gateway"
+    assert len(script.requests) == max_retries + 1
+    assert len(sleeps) == max_retries
+
+
+async def test_network_errors_past_the_retries_become_a_transient_error(adapter) -> None:
+    with pytest.raises(CloudTransientError) as raised:
+        await adapter(Script(raises(httpx.ReadTimeout, "timed out"))).delete_server(42)
+
+    assert raised.value.code == "network_error"
+    assert "ReadTimeout" in str(raised.value)
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_backoff_waits_are_jittered_within_1_and_2_to_the_n(adapter, sleeps: Sleeps, seed: int) -> None:
+    with pytest.raises(CloudTransientError):
+        await adapter(Script(api_error(504, "timeout")), rng=random.Random(seed)).get_server(42)
+
+    assert len(sleeps) == 5
+    assert all(1 <= wait <= min(60, 2**n) for n, wait in enumerate(sleeps))
+
+
+async def test_backoff_waits_never_exceed_the_cap(adapter, sleeps: Sleeps) -> None:
+    with pytest.raises(CloudTransientError):
+        await adapter(Script(api_error(409, "conflict")), max_retries=10, backoff_cap=5.0).get_server(42)
+
+    assert sleeps[0] == 1
+    assert all(1 <= wait <= 5 for wait in sleeps)
+    assert max(sleeps) > 2
+
+
+async def test_a_rate_limited_request_waits_until_ratelimit_reset(adapter, sleeps: Sleeps) -> None:
+    limited = api_error(429, "rate_limit_exceeded", {"RateLimit-Reset": str(int(NOW) + 7)})
+
+    server = await adapter(Script(limited, ok())).get_server(42)
+
+    assert server is not None
+    assert sleeps == [7.0]
+
+
+async def test_a_ratelimit_reset_sooner_than_the_backoff_does_not_shorten_it(adapter, sleeps: Sleeps) -> None:
+    limited = api_error(429, "rate_limit_exceeded", {"RateLimit-Reset": str(int(NOW) + 1)})
+
+    await adapter(Script(limited, limited, limited, ok()), rng=random.Random(3)).get_server(42)
+
+    assert sleeps[0] == 1
+    assert all(1 <= wait <= 2**n for n, wait in enumerate(sleeps))
+
+
+@pytest.mark.parametrize("reset_in", [3600, -30])
+async def test_a_ratelimit_reset_past_the_cap_or_gone_falls_back_to_the_backoff(
+    adapter, sleeps: Sleeps, reset_in: int
+) -> None:
+    limited = api_error(429, "rate_limit_exceeded", {"RateLimit-Reset": str(int(NOW) + reset_in)})
+
+    await adapter(Script(limited, limited, ok())).get_server(42)
+
+    assert sleeps[0] == 1
+    assert 1 <= sleeps[1] <= 2
+
+
+def _chain(error: BaseException | None) -> list[BaseException]:
+    found: list[BaseException] = []
+    while error is not None and error not in found:
+        found.append(error)
+        error = error.__cause__ or error.__context__
+    return found
+
+
+FAILING_CALLS = {
+    "get after dropped connections": (
+        Script(raises(httpx.RemoteProtocolError, "Server disconnected")),
+        lambda p: p.get_server(1),
+    ),
+    "create refused": (Script(api_error(401, "unauthorized")), lambda p: p.create_server(SPEC)),
+    "create name taken": (Script(api_error(409, "uniqueness_error")), lambda p: p.create_server(SPEC)),
+    "list rate limited": (
+        Script(api_error(429, "rate_limit_exceeded", {"RateLimit-Reset": str(int(NOW) + 2)})),
+        lambda p: p.find_servers({"managed-by": "smoke"}),
+    ),
+    "delete timing out": (Script(raises(httpx.ReadTimeout, "timed out")), lambda p: p.delete_server(1)),
+    "delete action failed": (
+        Script(action("running"), action("error", {"code": "action_failed", "message": "Action failed"})),
+        lambda p: p.delete_server(1),
+    ),
+    "garbage answer": (Script(lambda _r: httpx.Response(200, text="not json")), lambda p: p.get_server(1)),
+}
+
+
+@pytest.mark.parametrize(("script", "call"), FAILING_CALLS.values(), ids=FAILING_CALLS.keys())
+async def test_the_token_never_reaches_errors_or_logs(adapter, caplog: pytest.LogCaptureFixture, script, call) -> None:
+    caplog.set_level(logging.DEBUG, logger="smoke.hetzner")
+
+    with pytest.raises(CloudError) as raised:
+        await call(adapter(script))
+
+    assert all(r.headers["Authorization"] == f"Bearer {TOKEN}" for r in script.requests)
+    for error in _chain(raised.value):
+        assert not isinstance(error, httpx.HTTPError)
+        assert TOKEN not in str(error)
+        assert TOKEN not in repr(error)
+        assert TOKEN not in repr(vars(error))
+    assert caplog.records
+    for record in caplog.records:
+        assert TOKEN not in record.getMessage()
+        assert "Authorization" not in record.getMessage()
+
+
+async def test_retries_are_logged_with_method_path_and_wait(adapter, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="smoke.hetzner")
+
+    await adapter(Script(api_error(502, "bad_gateway"), ok())).get_server(42)
+
+    assert [r.getMessage() for r in caplog.records if r.name == "smoke.hetzner"] == [
+        "Hetzner GET /servers/42 failed (bad_gateway); retry 1 of 5 in 1.00 s"
+    ]
+
+
+async def test_create_sends_location_and_start_after_create_but_no_datacenter(adapter) -> None:
+    script = Script(ok(201, server={**SERVER, "status": "initializing"}, action={}, next_actions=[]))
+
+    server = await adapter(script).create_server(SPEC)
+
+    assert (server.id, server.status, server.ipv4) == (42, "initializing", "203.0.113.7")
+    body = json.loads(script.requests[0].content)
+    assert body == {
+        "name": SPEC.name,
+        "server_type": "cpx22",
+        "image": "ubuntu-24.04",
+        "location": "fsn1",
+        "labels": {"managed-by": "smoke"},
+        "user_data": "#cloud-config\n",
+        "start_after_create": True,
+    }
+    assert script.requests[0].headers["Content-Type"] == "application/json"
+
+
+async def test_find_servers_sends_a_sorted_label_selector_and_follows_next_page(adapter) -> None:
+    page = {"page": 1, "per_page": 50, "previous_page": None, "last_page": 2, "total_entries": 2}
+    script = Script(
+        ok(servers=[SERVER], meta={"pagination": {**page, "next_page": 2}}),
+        ok(servers=[{**SERVER, "id": 43}], meta={"pagination": {**page, "page": 2, "next_page": None}}),
+    )
+
+    servers = await adapter(script).find_servers({"z": "1", "a": "2"})
+
+    assert [s.id for s in servers] == [42, 43]
+    assert [dict(r.url.params) for r in script.requests] == [
+        {"per_page": "50", "label_selector": "a=2,z=1", "page": "1"},
+        {"per_page": "50", "label_selector": "a=2,z=1", "page": "2"},
+    ]
+
+
+async def test_delete_polls_the_action_until_it_succeeds(adapter, sleeps: Sleeps) -> None:
+    script = Script(action("running"), action("running"), action("success"))
+
+    assert await adapter(script, action_poll_interval=0.25).delete_server(42) is True
+    assert [r.url.path for r in script.requests] == ["/v1/servers/42", "/v1/actions/7", "/v1/actions/7"]
+    assert sleeps == [0.25, 0.25]
+
+
+async def test_an_action_that_outlasts_the_timeout_is_a_transient_error(adapter) -> None:
+    with pytest.raises(CloudTransientError) as raised:
+        await adapter(Script(action("running")), action_timeout=0.05, sleep=asyncio.sleep).delete_server(42)
+
+    assert raised.value.code == "action_timeout"
+
+
+async def test_a_404_not_found_is_none_or_false_but_a_bare_404_is_an_error(adapter) -> None:
+    gone = api_error(404, "not_found")
+
+    assert await adapter(Script(gone)).get_server(42) is None
+    assert await adapter(Script(gone)).delete_server(42) is False
+    with pytest.raises(CloudError, match="404"):
+        await adapter(Script(bare(404))).delete_server(42)
+
+
+async def test_hetzner_client_targets_the_api_url_with_the_bearer_token() -> None:
+    async with hetzner_client(API_URL, TOKEN, timeout=12.0) as client:
+        assert client.base_url == httpx.URL(f"{API_URL}/")
+        assert client.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert client.timeout.read == 12.0
+        assert TOKEN not in repr(client.headers)
