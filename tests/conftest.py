@@ -74,3 +74,19 @@ def settings(database_url: str) -> Settings:
     return Settings(
         ops_bearer_token="test-ops-token", database_url=database_url, agent_token_secret="test-agent-secret"
     )
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """``SMOKE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), emptied; skips when Redis is unreachable."""
+    import redis
+
+    url = os.environ.get("SMOKE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"Redis is not reachable at {url}: the Redis queue tests need it (CI runs them)")
+    finally:
+        client.close()
+    return url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -72,16 +73,25 @@ def stack_settings(settings: Settings, cloud_url: str) -> Settings:
     )
 
 
+@contextlib.asynccontextmanager
+async def running_stack(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """The API (and an in-process worker) on ``settings``; a client of the API, called in-process."""
+    container = make_container(settings)
+    app = create_app(container)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(running(app))
+        if with_worker:
+            await stack.enter_async_context(running_worker(container, settings))
+        transport = httpx.ASGITransport(app=app)
+        client = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://api"))
+        client.headers["Authorization"] = f"Bearer {settings.ops_bearer_token}"
+        yield client
+
+
 @pytest.fixture
 async def stack(
     settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, clean_database: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API and an in-process worker on PostgreSQL and the simulated cloud; a client of the API."""
-    configured = stack_settings(settings, cloud_url)
-    container = make_container(configured)
-    app = create_app(container)
-    async with running(app), running_worker(container, configured):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            client.headers["Authorization"] = f"Bearer {settings.ops_bearer_token}"
-            yield client
+    async with running_stack(stack_settings(settings, cloud_url)) as client:
+        yield client

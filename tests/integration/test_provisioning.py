@@ -3,41 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import time
 import uuid
-from typing import Any
 
 import httpx
 
 from tests.integration.conftest import SIM_TOKEN, SMOKE, provision_body
-
-
-async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` (an async callable) until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := await predicate():
-            return result
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not true within {timeout} s: {predicate}")
-
-
-async def status_of(api: httpx.AsyncClient, instance_id: str) -> str | None:
-    """The instance's status, or None before the worker has inserted its row."""
-    response = await api.get(f"{SMOKE}/instances/{instance_id}")
-    return str(response.json()["status"]) if response.status_code == 200 else None
-
-
-async def reaches(api: httpx.AsyncClient, instance_id: str, status: str, timeout: float = 30.0) -> None:
-    async def there() -> bool:
-        return await status_of(api, instance_id) == status
-
-    await until(there, timeout)
-
-
-async def servers(cloud: httpx.AsyncClient) -> list[dict[str, Any]]:
-    return list((await cloud.get("/_sim/state")).json()["servers"])
+from tests.integration.support import reaches, reconcile, servers, until
 
 
 async def test_a_provision_reaches_running_with_exactly_one_server_as_asked(
@@ -129,7 +100,7 @@ async def test_a_planted_orphan_server_is_deleted_by_reconcile(
         created = await cloud.post("/v1/servers", json=body, headers={"Authorization": f"Bearer {SIM_TOKEN}"})
         assert created.status_code == 201
 
-    report = await _reconcile(stack)
+    report = await reconcile(stack)
 
     assert report["orphans_deleted"] == 1
 
@@ -137,15 +108,3 @@ async def test_a_planted_orphan_server_is_deleted_by_reconcile(
         return [s["name"] for s in await servers(cloud)] == ["not-ours"]
 
     await until(only_the_bystander_left)
-
-
-async def _reconcile(api: httpx.AsyncClient) -> dict[str, int]:
-    """Run one reconcile pass through the app's container, as the cron would."""
-    from smoke.domain.services import Reconciler
-
-    transport = api._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    container = transport.app.state.dishka_container  # type: ignore[attr-defined]
-    async with container() as scope:
-        report = await (await scope.get(Reconciler)).reconcile()
-    return dataclasses.asdict(report)

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from dishka import AsyncContainer
 from dishka.integrations.litestar import setup_dishka
 from litestar import Litestar
-from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -51,7 +50,7 @@ def create_app(container: AsyncContainer) -> Litestar:
             render_plugins=[SwaggerRenderPlugin()],
             components=Components(security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}),
         ),
-        logging_config=LoggingConfig(log_exceptions="never", disable_stack_trace={404, 401, 409, 413, 422}),
+        logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )
     setup_dishka(container, app)
     return app
