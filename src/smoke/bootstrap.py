@@ -52,6 +52,7 @@ from smoke.domain.ports import (
 )
 from smoke.domain.services import (
     BuildPolicy,
+    ChatRelay,
     Cleaner,
     Decommissioner,
     InstanceBuilder,
@@ -59,6 +60,7 @@ from smoke.domain.services import (
     ReconcilePolicy,
     Reconciler,
     UsageReader,
+    UsageRecorder,
 )
 from smoke.settings import Settings, SettingsError
 
@@ -209,6 +211,20 @@ class ServiceProvider(Provider):
     decommissioner = provide(Decommissioner, scope=Scope.REQUEST)
     builder = provide(InstanceBuilder, scope=Scope.REQUEST)
     reconciler = provide(Reconciler, scope=Scope.REQUEST)
+    usage_recorder = provide(UsageRecorder, scope=Scope.REQUEST)
+
+    @provide(scope=Scope.APP)
+    def provide_chat_relay(
+        self,
+        settings: Settings,
+        scope: CustomerScope,
+        reader: InstanceReader,
+        agents: AgentClient,
+        tokens: TokenIssuer,
+    ) -> ChatRelay:
+        return ChatRelay(
+            scope=scope, reader=reader, agents=agents, tokens=tokens, agent_url_template=settings.agent_url_template
+        )
 
     @provide(scope=Scope.APP)
     def provide_build_policy(self, settings: Settings) -> BuildPolicy:

@@ -72,6 +72,10 @@ class Settings:
     """``JOB_HEARTBEAT_SECONDS``: a job silent this long is taken for dead and retried."""
     queue_sweep_seconds: int = 10
     """``QUEUE_SWEEP_SECONDS``: how often a worker looks for jobs whose worker died."""
+    chat_turn_timeout_seconds: int = 300
+    """``CHAT_TURN_TIMEOUT_SECONDS``: a chat turn still streaming after this ends with an ``error`` event."""
+    sse_keepalive_seconds: float = 15.0
+    """``SSE_KEEPALIVE_SECONDS``: a ``: keep-alive`` comment is sent after this much upstream silence."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """``LOG_LEVEL``."""
     log_format: Literal["json", "console"] = "console"
@@ -109,6 +113,10 @@ class Settings:
             ),
             job_heartbeat_seconds=read.value("JOB_HEARTBEAT_SECONDS", _positive_int, defaults.job_heartbeat_seconds),
             queue_sweep_seconds=read.value("QUEUE_SWEEP_SECONDS", _positive_int, defaults.queue_sweep_seconds),
+            chat_turn_timeout_seconds=read.value(
+                "CHAT_TURN_TIMEOUT_SECONDS", _positive_int, defaults.chat_turn_timeout_seconds
+            ),
+            sse_keepalive_seconds=read.value("SSE_KEEPALIVE_SECONDS", _positive_float, defaults.sse_keepalive_seconds),
             log_level=read.value("LOG_LEVEL", _log_level, "INFO"),
             log_format=read.value("LOG_FORMAT", _log_format, "console"),
         )

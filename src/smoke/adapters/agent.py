@@ -9,9 +9,9 @@ import httpx
 from smoke.adapters.sse import SseParser
 from smoke.domain.errors import AgentStreamBroken, AgentUnavailable
 from smoke.domain.models import ChatEvent
-from smoke.domain.ports import AgentClient
+from smoke.domain.ports import AgentClient, ChatStream
 
-__all__ = ("HttpAgentClient",)
+__all__ = ("HttpAgentClient", "HttpChatStream")
 
 
 class HttpAgentClient(AgentClient):
@@ -28,22 +28,35 @@ class HttpAgentClient(AgentClient):
             return False
         return response.status_code == 200
 
-    async def chat(self, base_url: str, token: str, message: str) -> AsyncIterator[ChatEvent]:
+    async def open_chat(self, base_url: str, token: str, message: str) -> ChatStream:
         headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
         request = self._client.build_request("POST", f"{base_url}/v1/chat", json={"message": message}, headers=headers)
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as error:
             raise AgentUnavailable(f"agent unreachable: {type(error).__name__}") from None
-        try:
-            if response.status_code >= 300:
-                raise AgentUnavailable(f"agent answered HTTP {response.status_code}")
-            parser = SseParser()
-            try:
-                async for chunk in response.aiter_raw():
-                    for event in parser.feed(chunk):
-                        yield event
-            except (httpx.HTTPError, ValueError) as error:
-                raise AgentStreamBroken(f"agent stream broken: {type(error).__name__}") from None
-        finally:
+        if response.status_code >= 300:
             await response.aclose()
+            raise AgentUnavailable(f"agent answered HTTP {response.status_code}")
+        return HttpChatStream(response)
+
+
+class HttpChatStream(ChatStream):
+    """An agent's streamed response, parsed incrementally into events."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        parser = SseParser()
+        try:
+            async for chunk in self._response.aiter_raw():
+                for event in parser.feed(chunk):
+                    yield event
+        except (httpx.HTTPError, ValueError) as error:
+            raise AgentStreamBroken(f"agent stream broken: {type(error).__name__}") from None
+        finally:
+            await self._response.aclose()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()

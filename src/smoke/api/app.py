@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from smoke.api.controllers.agent import AgentController
 from smoke.api.controllers.health import healthz, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
 from smoke.api.errors import exception_handlers
@@ -38,7 +39,7 @@ def create_app(container: AsyncContainer) -> Litestar:
             await container.close()
 
     app = Litestar(
-        route_handlers=[SmokeController, healthz, readyz],
+        route_handlers=[SmokeController, AgentController, healthz, readyz],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=BODY_LIMIT,
@@ -48,7 +49,12 @@ def create_app(container: AsyncContainer) -> Litestar:
             description="Provision an agent VPS on Hetzner Cloud, chat with it, meter it and clean it up, for CI.",
             path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
-            components=Components(security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}),
+            components=Components(
+                security_schemes={
+                    "BearerAuth": SecurityScheme(type="http", scheme="bearer", description="OPS_BEARER_TOKEN"),
+                    "AgentToken": SecurityScheme(type="http", scheme="bearer", description="An instance's agent token"),
+                }
+            ),
         ),
         logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )

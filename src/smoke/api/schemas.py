@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 __all__ = (
+    "ChatCreate",
     "DeleteRead",
     "ErrorRead",
     "LlmEventsRead",
@@ -16,6 +17,8 @@ __all__ = (
     "ProvisionCreate",
     "ProvisionRead",
     "StatusRead",
+    "UsageEventCreate",
+    "UsageRecordedRead",
     "ValidationErrorItem",
     "ValidationErrorRead",
 )
@@ -60,6 +63,24 @@ class LlmEventsRead(msgspec.Struct):
     instance_id: UUID
     providers: list[str]
     window_seconds: int
+
+
+class ChatCreate(msgspec.Struct, forbid_unknown_fields=True):
+    message: Annotated[str, Meta(min_length=1, max_length=4000)]
+
+
+class UsageEventCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """One LLM call, reported by the agent that made it."""
+
+    request_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    provider: Annotated[str, Meta(min_length=1, max_length=64)]
+    model: Annotated[str, Meta(min_length=1, max_length=128)]
+    input_tokens: Annotated[int, Meta(ge=0, le=2**31 - 1)]
+    output_tokens: Annotated[int, Meta(ge=0, le=2**31 - 1)]
+
+
+class UsageRecordedRead(msgspec.Struct):
+    recorded: bool
 
 
 class ErrorRead(msgspec.Struct):

@@ -14,6 +14,7 @@ __all__ = (
     "LiveInstanceCapReached",
     "SmokeError",
     "StorageUnavailable",
+    "UnknownAgentToken",
     "UnknownCatalogEntry",
 )
 
@@ -79,6 +80,13 @@ class CloudServerNameTaken(CloudError):
 
 class AgentUnavailable(SmokeError):
     """The agent VPS could not be reached or refused, before anything was streamed."""
+
+
+class UnknownAgentToken(SmokeError):
+    """An agent presented a token that is unknown or was revoked by a delete."""
+
+    def __init__(self) -> None:
+        super().__init__("Not authenticated")
 
 
 class AgentStreamBroken(SmokeError):

@@ -36,6 +36,7 @@ __all__ = (
     "AgentClient",
     "AgentCredentialStore",
     "Catalog",
+    "ChatStream",
     "Clock",
     "CloudProvider",
     "InstanceReader",
@@ -164,6 +165,10 @@ class InstanceReader(Protocol):
         """``found`` once the instance row of that key exists; never raises for an unknown key."""
 
     @abstractmethod
+    async def instance(self, customer_id: UUID, instance_id: UUID) -> Instance | None:
+        """The whole instance row, or None if this customer has no such instance row."""
+
+    @abstractmethod
     async def owns(self, customer_id: UUID, instance_id: UUID) -> bool:
         """Whether this customer was allocated that instance id (row inserted or not)."""
 
@@ -238,6 +243,18 @@ class CloudProvider(Protocol):
         """Delete the server and wait until it is gone; False if it did not exist (which counts as done)."""
 
 
+class ChatStream(Protocol):
+    """The events of one chat turn, as the agent sends them; ``aclose`` ends the turn's request at once."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        """Iterate the events as they arrive. Raises ``AgentStreamBroken`` if the stream fails midway."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the upstream request; idempotent."""
+
+
 class AgentClient(Protocol):
     """The agent running on an instance's VPS (SPEC §4)."""
 
@@ -246,11 +263,10 @@ class AgentClient(Protocol):
         """Whether ``GET {base_url}/healthz`` answers 200 now; never raises for an unreachable agent."""
 
     @abstractmethod
-    def chat(self, base_url: str, token: str, message: str) -> AsyncIterator[ChatEvent]:
-        """Stream one chat turn's events as they arrive.
+    async def open_chat(self, base_url: str, token: str, message: str) -> ChatStream:
+        """Send one chat turn; return as soon as the agent has accepted it (2xx), its events still to come.
 
-        Raises ``AgentUnavailable`` before the first event if the agent cannot be reached or refuses. Closing the
-        iterator closes the upstream request.
+        Raises ``AgentUnavailable`` if the agent cannot be reached or answers otherwise, before anything streamed.
         """
 
 

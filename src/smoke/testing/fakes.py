@@ -37,6 +37,7 @@ from smoke.domain.ports import (
     AgentClient,
     AgentCredentialStore,
     Catalog,
+    ChatStream,
     Clock,
     CloudProvider,
     InstanceReader,
@@ -53,6 +54,7 @@ __all__ = (
     "FakeAgentClient",
     "FakeAgentCredentialStore",
     "FakeCatalog",
+    "FakeChatStream",
     "FakeClock",
     "FakeCloudProvider",
     "FakeInstanceReader",
@@ -214,6 +216,10 @@ class FakeInstanceReader(InstanceReader):
         instance = self.db.instances.get(entry.instance_id) if entry else None
         return PollResult(True, instance.id, instance.status) if instance else PollResult(False)
 
+    async def instance(self, customer_id: UUID, instance_id: UUID) -> Instance | None:
+        instance = self.db.instances.get(instance_id)
+        return instance if instance is not None and instance.customer_id == customer_id else None
+
     async def owns(self, customer_id: UUID, instance_id: UUID) -> bool:
         return any(e.customer_id == customer_id and e.instance_id == instance_id for e in self.db.ledger.values())
 
@@ -326,25 +332,43 @@ class FakeCloudProvider(CloudProvider):
         return True
 
 
+class FakeChatStream(ChatStream):
+    """Replays ``events``; records whether it was closed."""
+
+    def __init__(self, events: Iterable[ChatEvent]) -> None:
+        self.events = list(events)
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        for event in self.events:
+            if self.closed:
+                return
+            yield event
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
 class FakeAgentClient(AgentClient):
-    """Every agent answers, except those whose base URL is in ``down``; chat replays ``reply``."""
+    """Every agent answers, except those whose base URL is in ``down``; a chat turn replays ``reply``."""
 
     def __init__(self, reply: Iterable[ChatEvent] = ()) -> None:
         self.down: set[str] = set()
         self.reply = list(reply)
         self.turns: list[tuple[str, str, str]] = []
+        self.streams: list[FakeChatStream] = []
         self.health_checks: list[str] = []
 
     async def is_healthy(self, base_url: str) -> bool:
         self.health_checks.append(base_url)
         return base_url not in self.down
 
-    async def chat(self, base_url: str, token: str, message: str) -> AsyncIterator[ChatEvent]:
+    async def open_chat(self, base_url: str, token: str, message: str) -> FakeChatStream:
         if base_url in self.down:
             raise AgentUnavailable(f"agent at {base_url} is not reachable")
         self.turns.append((base_url, token, message))
-        for event in self.reply:
-            yield event
+        self.streams.append(FakeChatStream(self.reply))
+        return self.streams[-1]
 
 
 class FakeTokenIssuer(TokenIssuer):

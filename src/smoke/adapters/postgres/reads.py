@@ -12,7 +12,7 @@ import asyncpg
 
 from smoke.adapters.postgres.errors import translate_storage_errors
 from smoke.domain.errors import UnknownCatalogEntry
-from smoke.domain.models import InstanceStatus, InstanceView, Placement, PollResult, UsageCount, UsageEvent
+from smoke.domain.models import Instance, InstanceStatus, InstanceView, Placement, PollResult, UsageCount, UsageEvent
 from smoke.domain.ports import Catalog, InstanceReader, UsageEventStore
 
 __all__ = ("AsyncpgCatalog", "AsyncpgInstanceReader", "AsyncpgUsageEventStore")
@@ -22,6 +22,7 @@ _POLL = (
     "SELECT i.id, i.status FROM provision_ledger l JOIN instances i ON i.id = l.instance_id "
     "WHERE l.customer_id = $1 AND l.idempotency_key = $2"
 )
+_INSTANCE = "SELECT * FROM instances WHERE id = $1 AND customer_id = $2"
 _OWNS = "SELECT EXISTS (SELECT 1 FROM provision_ledger WHERE customer_id = $1 AND instance_id = $2)"
 _RECORD = (
     "INSERT INTO llm_usage_events (instance_id, request_id, provider, model, input_tokens, output_tokens) "
@@ -52,6 +53,14 @@ class AsyncpgInstanceReader(InstanceReader):
     async def poll(self, customer_id: UUID, idempotency_key: str) -> PollResult:
         row = await self._pool.fetchrow(_POLL, customer_id, idempotency_key)
         return PollResult(True, row["id"], InstanceStatus(row["status"])) if row else PollResult(False)
+
+    @translate_storage_errors
+    async def instance(self, customer_id: UUID, instance_id: UUID) -> Instance | None:
+        row = await self._pool.fetchrow(_INSTANCE, instance_id, customer_id)
+        if row is None:
+            return None
+        values = {name: row[name] for name in Instance.__slots__}
+        return Instance(**values | {"status": InstanceStatus(row["status"])})
 
     @translate_storage_errors
     async def owns(self, customer_id: UUID, instance_id: UUID) -> bool:

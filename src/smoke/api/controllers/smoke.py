@@ -9,9 +9,11 @@ from dishka.integrations.litestar import FromDishka, inject
 from litestar import Controller, delete, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
+from litestar.response import Stream
 
 from smoke.api.auth import ops_bearer_guard
 from smoke.api.schemas import (
+    ChatCreate,
     DeleteRead,
     ErrorRead,
     LlmEventsRead,
@@ -21,8 +23,10 @@ from smoke.api.schemas import (
     StatusRead,
     ValidationErrorRead,
 )
+from smoke.api.sse import relay
 from smoke.domain.models import ProvisionRequest
-from smoke.domain.services import Cleaner, Provisioner, UsageReader
+from smoke.domain.services import ChatRelay, Cleaner, Provisioner, UsageReader
+from smoke.settings import Settings
 
 __all__ = ("SmokeController",)
 
@@ -36,6 +40,7 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
         409: "The action does not fit the instance's state, or the live-instance cap is reached",
         413: "Request body over 64 KiB",
         422: "Validation error",
+        502: "The agent VPS could not be reached or refused, before anything was streamed",
         503: "Database or queue unavailable",
     }
     return {
@@ -132,3 +137,35 @@ class SmokeController(Controller):
         """Count the instance's ``llm_usage_events`` rows in the window, read from the authoritative table."""
         count = await usage.count(instance_id, window_seconds)
         return LlmEventsRead(count.count, instance_id, list(count.providers), window_seconds)
+
+    @post(
+        "/instances/{instance_id:str}/chat",
+        summary="Smoke Chat",
+        operation_id="smoke_chat",
+        status_code=200,
+        media_type="text/event-stream",
+        response_description="The agent's events, relayed one by one as they arrive",
+        responses=_errors(404, 409, 413, 502),
+    )
+    @inject
+    async def chat(
+        self,
+        instance_id: FromPath[UUID],
+        data: JSONBody[ChatCreate],
+        chat_relay: FromDishka[ChatRelay],
+        settings: FromDishka[Settings],
+    ) -> Stream:
+        """One chat turn, streamed from the agent VPS as Server-Sent Events.
+
+        Single consumer: no stream lock, no rate limiter, no renewal loop. Errors before the first byte are JSON
+        (404, 409 unless ``running``, 502 agent unreachable); a failure after streaming began ends the stream with
+        an ``error`` event.
+        """
+        turn = await chat_relay.open(instance_id, data.message)
+        keepalive, turn_timeout = settings.sse_keepalive_seconds, settings.chat_turn_timeout_seconds
+        events = relay(turn, keepalive=keepalive, turn_timeout=turn_timeout)
+        return Stream(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
