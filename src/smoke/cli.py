@@ -1,4 +1,4 @@
-"""The ``smoke`` command line: up | serve | worker | migrate | simulate-cloud."""
+"""The ``smoke`` command line: up | demo | check | serve | worker | migrate | simulate-cloud."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
+from smoke.observability import configure_logging
 from smoke.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from smoke.check import ConsoleProgress, SmokeCheck
 
 __all__ = ("main",)
 
@@ -26,9 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows at once, also in a pipe
     try:
         settings = Settings.from_env()
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        for chatty in ("pgserver", "alembic", "httpx"):
-            logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+        secrets = (settings.ops_bearer_token, settings.hetzner_api_token, settings.agent_token_secret)
+        configure_logging(settings.log_level, settings.log_format, secrets=[s for s in secrets if s])
         return int(args.run(args, settings) or 0)
     except SettingsError as error:
         print(f"smoke: {error}", file=sys.stderr)
@@ -45,6 +52,27 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     up.set_defaults(run=_up)
+
+    demo = commands.add_parser(
+        "demo", help="smoke up on free ports, smoke check against it, stop; the check's exit code"
+    )
+    _add_check_arguments(demo)
+    demo.set_defaults(run=_demo)
+
+    check = commands.add_parser(
+        "check",
+        help="the CI scenario against a smoke API: exit 0 passed, 1 a step failed, 2 bad usage or configuration",
+        description="Provision, poll, wait for running, chat, count the LLM usage, delete, wait for deleted. "
+        "Progress goes to stderr; --json writes the result to stdout.",
+    )
+    check.add_argument("--base-url", required=True, help="the smoke API, e.g. http://127.0.0.1:8000")
+    check.add_argument("--token", help="the ops bearer token (default: $OPS_BEARER_TOKEN)")
+    check.add_argument("--manifest", default="agent-default")
+    check.add_argument("--region", default="fsn1")
+    check.add_argument("--tier", default="small")
+    check.add_argument("--keep", action="store_true", help="leave the instance in place (no delete steps)")
+    _add_check_arguments(check)
+    check.set_defaults(run=_check)
 
     serve = commands.add_parser("serve", help="the API (needs DATABASE_URL and OPS_BEARER_TOKEN)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -114,7 +142,22 @@ def _simulate_cloud(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--message", default="hello from smoke check", help="the chat message (1..4000 characters)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole scenario (default 900)")
+    parser.add_argument("--junit-xml", type=Path, metavar="PATH", help="also write a JUnit XML report here")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
+    with _prepared_stack(settings) as (settings, generated_token):
+        asyncio.run(_run_stack(settings, args.host, args.port, generated_token))
+    return 0
+
+
+@contextlib.contextmanager
+def _prepared_stack(settings: Settings, out: TextIO | None = None) -> Iterator[tuple[Settings, bool]]:
+    """Settings with a token and a migrated, seeded database (embedded without DATABASE_URL); is the token new."""
     from smoke.adapters.postgres.embedded import EmbeddedPostgres
     from smoke.adapters.postgres.migrate import migrate, seed
 
@@ -126,16 +169,113 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         if embedded is not None:
-            print(f"smoke: starting embedded PostgreSQL in {STATE_DIR / 'pgdata'}")
+            print(f"smoke: starting embedded PostgreSQL in {STATE_DIR / 'pgdata'}", file=out)
             settings = settings.replace(database_url=embedded.start())
         assert settings.database_url is not None
         migrate(settings.database_url)
         seed(settings.database_url, settings.customer_scope())
-        asyncio.run(_run_stack(settings, args.host, args.port, generated_token))
+        yield settings, generated_token
     finally:
         if embedded is not None:
             embedded.stop()
-    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from smoke.check import CheckOptions, SmokeCheck
+
+    try:
+        options = CheckOptions(
+            base_url=args.base_url,
+            token=args.token or settings.ops_bearer_token or "",
+            manifest_id=args.manifest,
+            region_id=args.region,
+            tier_id=args.tier,
+            message=args.message,
+            timeout=args.timeout,
+            keep=args.keep,
+        )
+    except ValueError as error:
+        print(f"smoke check: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if (problem := _junit_path_problem(args.junit_xml)) is not None:
+        print(f"smoke check: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    console = _stderr_console()
+    check = SmokeCheck(options, observer=_progress(console))
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # the report says "interrupted"
+        asyncio.run(_cancelled_by_sigterm(check.run()))
+    return _report(check, args, console)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from smoke.check import CheckOptions, SmokeCheck
+    from smoke.serving import free_port
+
+    if (problem := _junit_path_problem(args.junit_xml)) is not None:
+        print(f"smoke demo: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if "LOG_LEVEL" not in os.environ:  # the progress lines are the demo's output; the stack's logs would bury them
+        logging.getLogger().setLevel(logging.WARNING)
+    console = _stderr_console()
+    checks: list[SmokeCheck] = []
+
+    async def check_against(url: str) -> None:
+        assert stack_settings.ops_bearer_token is not None
+        options = CheckOptions(
+            base_url=url,
+            token=stack_settings.ops_bearer_token,
+            message=args.message,
+            timeout=args.timeout,
+            poll_interval=0.25,
+        )
+        checks.append(SmokeCheck(options, observer=_progress(console)))
+        console.print(f"smoke demo: the stack is up on {url}; running smoke check against it", soft_wrap=True)
+        await _cancelled_by_sigterm(checks[0].run())
+
+    with (
+        _prepared_stack(settings, out=sys.stderr) as (stack_settings, _generated),
+        contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError),  # the report says "interrupted"
+    ):
+        asyncio.run(_run_stack(stack_settings, "127.0.0.1", free_port(), False, main=check_against))
+    if not checks:
+        return 130
+    return _report(checks[0], args, console)
+
+
+def _junit_path_problem(path: Path | None) -> str | None:
+    if path is not None and not path.parent.is_dir():
+        return f"--junit-xml {path}: the directory {path.parent} does not exist"
+    return None
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _progress(console: Console) -> ConsoleProgress:
+    from smoke.check import ConsoleProgress
+
+    return ConsoleProgress(console)
+
+
+def _report(check: SmokeCheck, args: argparse.Namespace, console: Console) -> int:
+    from smoke.check import emit_report
+
+    return emit_report(check.report, console=console, json_output=args.json, junit_path=args.junit_xml)
+
+
+async def _cancelled_by_sigterm(work: Awaitable[Any]) -> None:
+    """Await ``work``; SIGTERM (a CI job cancelled) cancels it like Ctrl-C does, so that it cleans up first."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _print_banner(settings: Settings, url: str, generated_token: bool) -> None:
@@ -181,8 +321,17 @@ async def _run_worker(settings: Settings, concurrency: int) -> None:
         await container.close()
 
 
-async def _run_stack(settings: Settings, host: str, port: int, generated_token: bool) -> None:
-    """API, worker and (without a Hetzner token) the simulated cloud, in this one process."""
+async def _run_stack(
+    settings: Settings,
+    host: str,
+    port: int,
+    generated_token: bool,
+    main: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """API, worker and (without a Hetzner token) the simulated cloud, in this one process.
+
+    Runs until SIGINT or SIGTERM; or, given ``main``, until ``main(api_url)`` returns (then quietly: no banner).
+    """
     from smoke.api import create_app
     from smoke.bootstrap import make_container
     from smoke.serving import serve_asgi
@@ -203,6 +352,9 @@ async def _run_stack(settings: Settings, host: str, port: int, generated_token: 
         container = make_container(settings)
         await stack.enter_async_context(serve_asgi(create_app(container), host=host, port=port))
         await stack.enter_async_context(running_worker(container, settings))
+        if main is not None:
+            await main(url)
+            return
         _print_banner(settings, url, generated_token)
         await _until_signalled()
     print("smoke: stopped")

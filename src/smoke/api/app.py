@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from dishka import AsyncContainer
 from dishka.integrations.litestar import setup_dishka
@@ -11,11 +12,13 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp
 
 from smoke.api.controllers.agent import AgentController
-from smoke.api.controllers.health import healthz, readyz
+from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
 from smoke.api.errors import exception_handlers
+from smoke.observability import RequestContextMiddleware
 from smoke.settings import Settings
 
 __all__ = ("create_app",)
@@ -39,7 +42,7 @@ def create_app(container: AsyncContainer) -> Litestar:
             await container.close()
 
     app = Litestar(
-        route_handlers=[SmokeController, AgentController, healthz, readyz],
+        route_handlers=[SmokeController, AgentController, healthz, readyz, metrics],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=BODY_LIMIT,
@@ -59,4 +62,6 @@ def create_app(container: AsyncContainer) -> Litestar:
         logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )
     setup_dishka(container, app)
+    # Outermost, so unmatched routes are counted and every log line of a request carries its id.
+    app.asgi_handler = cast("ASGIApp", RequestContextMiddleware(app.asgi_handler))
     return app

@@ -11,6 +11,7 @@ import msgspec
 from smoke.domain.errors import AgentStreamBroken
 from smoke.domain.models import ChatEvent
 from smoke.domain.services import ChatTurn
+from smoke.observability import CHAT_STREAMS, CHAT_TURNS
 
 __all__ = ("KEEP_ALIVE", "encode_event", "error_event", "relay")
 
@@ -41,10 +42,13 @@ async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> Asy
     deadline = loop.time() + turn_timeout
     events = turn.events()
     pending: asyncio.Future[ChatEvent] | None = None
+    outcome = "client_left"
+    CHAT_STREAMS.inc()
     try:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
+                outcome = "timeout"
                 yield error_event(f"the chat turn took longer than {turn_timeout:g} s")
                 return
             if pending is None:
@@ -58,8 +62,10 @@ async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> Asy
             try:
                 event = finished.result()
             except StopAsyncIteration:
+                outcome = "done"
                 return
             except AgentStreamBroken as error:
+                outcome = "broken"
                 yield error_event(str(error))
                 return
             yield encode_event(event)
@@ -71,3 +77,5 @@ async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> Asy
                 pending.cancel()
                 await asyncio.wait({pending})
             await turn.close()
+        CHAT_STREAMS.dec()
+        CHAT_TURNS.labels(outcome).inc()

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
+import structlog
 from dishka import AsyncContainer
 from saq import CronJob, Queue, Worker
 
+from smoke.observability import JOB_SECONDS, JOBS
 from smoke.settings import Settings
 from smoke.worker.tasks import JobContext, cleanup, provision, reconcile
 
@@ -33,9 +36,17 @@ def make_worker(
     """
 
     async def open_scope(ctx: JobContext) -> None:
+        job = ctx["job"]
+        structlog.contextvars.bind_contextvars(
+            job_id=job.key, function=job.function, instance_id=(job.kwargs or {}).get("instance_id")
+        )
         ctx["request_container"] = await container().__aenter__()
 
     async def close_scope(ctx: JobContext) -> None:
+        job = ctx["job"]
+        JOBS.labels(job.function, "error" if ctx.get("exception") else "ok").inc()
+        JOB_SECONDS.labels(job.function).observe(max(time.time() - job.started / 1000, 0.0))
+        structlog.contextvars.clear_contextvars()
         if (request := ctx.pop("request_container", None)) is not None:
             await request.close()
 

@@ -10,7 +10,9 @@ from dishka import AsyncContainer
 from saq import Job
 from saq.types import Context
 
+from smoke.domain.models import InstanceStatus
 from smoke.domain.services import Decommissioner, InstanceBuilder, Reconciler
+from smoke.observability import PROVISION_SECONDS
 
 __all__ = ("JobContext", "JobHeartbeat", "cleanup", "provision", "reconcile")
 
@@ -43,6 +45,8 @@ async def provision(ctx: JobContext, *, instance_id: str) -> str | None:
     builder = await _scope(ctx).get(InstanceBuilder)
     job = ctx["job"]
     status = await builder.build(UUID(instance_id), JobHeartbeat(job, every=max(job.heartbeat / 3, 1.0)))
+    if status is InstanceStatus.RUNNING:
+        PROVISION_SECONDS.observe(max(time.time() - job.queued / 1000, 0.0))
     return status.value if status else None
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dishka.integrations.litestar import FromDishka, inject
 from litestar import Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from smoke.domain.ports import ReadinessProbe
 
-__all__ = ("healthz", "readyz")
+__all__ = ("healthz", "metrics", "readyz")
 
 
 @get("/healthz", summary="Liveness", tags=["Health"], include_in_schema=True)
@@ -25,3 +26,9 @@ async def readyz(probe: FromDishka[ReadinessProbe]) -> Response[dict[str, object
     if unready:
         return Response({"status": "unavailable", "unavailable": unready}, status_code=HTTP_503_SERVICE_UNAVAILABLE)
     return Response({"status": "ok", "unavailable": []}, status_code=HTTP_200_OK)
+
+
+@get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST)
+async def metrics() -> bytes:
+    """Prometheus metrics of this process: requests, chat streams (API); jobs and provisioning time (worker)."""
+    return generate_latest()
