@@ -16,6 +16,7 @@ __all__ = (
     "PollRead",
     "ProvisionCreate",
     "ProvisionRead",
+    "ReadinessRead",
     "StatusRead",
     "UsageEventCreate",
     "UsageRecordedRead",
@@ -81,6 +82,11 @@ class UsageEventCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 class UsageRecordedRead(msgspec.Struct):
     recorded: bool
+
+
+class ReadinessRead(msgspec.Struct):
+    status: str
+    unavailable: list[str]
 
 
 class ErrorRead(msgspec.Struct):

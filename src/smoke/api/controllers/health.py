@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dishka.integrations.litestar import FromDishka, inject
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from smoke.api.schemas import ReadinessRead
 from smoke.domain.ports import ReadinessProbe
 
 __all__ = ("healthz", "metrics", "readyz")
@@ -18,14 +20,19 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness", tags=["Health"])
+@get(
+    "/readyz",
+    summary="Readiness",
+    tags=["Health"],
+    responses={503: ResponseSpec(ReadinessRead, description="Database or queue unreachable", generate_examples=False)},
+)
 @inject
-async def readyz(probe: FromDishka[ReadinessProbe]) -> Response[dict[str, object]]:
+async def readyz(probe: FromDishka[ReadinessProbe]) -> Response[ReadinessRead]:
     """The database and the queue can be reached; 503 naming what cannot."""
     unready = await probe.unready()
     if unready:
-        return Response({"status": "unavailable", "unavailable": unready}, status_code=HTTP_503_SERVICE_UNAVAILABLE)
-    return Response({"status": "ok", "unavailable": []}, status_code=HTTP_200_OK)
+        return Response(ReadinessRead("unavailable", unready), status_code=HTTP_503_SERVICE_UNAVAILABLE)
+    return Response(ReadinessRead("ok", []), status_code=HTTP_200_OK)
 
 
 @get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST)

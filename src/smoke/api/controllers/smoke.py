@@ -40,6 +40,7 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
         409: "The action does not fit the instance's state, or the live-instance cap is reached",
         413: "Request body over 64 KiB",
         422: "Validation error",
+        500: "Internal Server Error (never a traceback, never a secret)",
         502: "The agent VPS could not be reached or refused, before anything was streamed",
         503: "Database or queue unavailable",
     }
@@ -49,7 +50,7 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
             description=descriptions[status],
             generate_examples=False,
         )
-        for status in (401, *statuses, 422, 503)
+        for status in (401, *statuses, 422, 500, 503)
     }
 
 
