@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from smoke.adapters.postgres.errors import translate_storage_errors
+from smoke.adapters.postgres.stores import instance_from_row
 from smoke.domain.errors import UnknownCatalogEntry
 from smoke.domain.models import Instance, InstanceStatus, InstanceView, Placement, PollResult, UsageCount, UsageEvent
 from smoke.domain.ports import Catalog, InstanceReader, UsageEventStore
@@ -57,10 +58,7 @@ class AsyncpgInstanceReader(InstanceReader):
     @translate_storage_errors
     async def instance(self, customer_id: UUID, instance_id: UUID) -> Instance | None:
         row = await self._pool.fetchrow(_INSTANCE, instance_id, customer_id)
-        if row is None:
-            return None
-        values = {name: row[name] for name in Instance.__slots__}
-        return Instance(**values | {"status": InstanceStatus(row["status"])})
+        return instance_from_row(row) if row else None
 
     @translate_storage_errors
     async def owns(self, customer_id: UUID, instance_id: UUID) -> bool:

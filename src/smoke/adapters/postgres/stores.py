@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 from sqlalchemy import RowMapping, Table, delete, func, insert, select, text, update
@@ -119,7 +119,7 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
     async def get(self, instance_id: UUID, *, lock: bool = False) -> Instance | None:
         query = select(_INSTANCES).where(_INSTANCES.c.id == instance_id)
         row = (await self._session.execute(query.with_for_update() if lock else query)).mappings().first()
-        return _instance(row) if row else None
+        return instance_from_row(row) if row else None
 
     @translate_storage_errors
     async def save(self, instance: Instance) -> None:
@@ -166,7 +166,7 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
 
     async def _instances(self, *where: Any) -> list[Instance]:
         query = select(_INSTANCES).where(*where).order_by(_INSTANCES.c.created_at)
-        return [_instance(row) for row in (await self._session.execute(query)).mappings()]
+        return [instance_from_row(row) for row in (await self._session.execute(query)).mappings()]
 
     async def _record(self, instance: Instance) -> None:
         await self._session.execute(
@@ -220,6 +220,13 @@ def _instance_values(instance: Instance) -> dict[str, Any]:
     return {name: getattr(instance, name) for name in Instance.__slots__}
 
 
-def _instance(row: RowMapping) -> Instance:
+class Row(Protocol):
+    """A database row by column name: a SQLAlchemy ``RowMapping`` or an asyncpg ``Record``."""
+
+    def __getitem__(self, column: str) -> Any: ...
+
+
+def instance_from_row(row: Row) -> Instance:
+    """An ``instances`` row (SQLAlchemy mapping or asyncpg record) as the domain's ``Instance``."""
     values = {name: row[name] for name in Instance.__slots__}
     return Instance(**values | {"status": InstanceStatus(row["status"])})
