@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -63,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="the CI scenario against a smoke API: exit 0 passed, 1 a step failed, 2 bad usage or configuration",
         description="Provision, poll, wait for running, chat, count the LLM usage, delete, wait for deleted. "
-        "Progress goes to stderr; --json writes the result to stdout.",
+        "Progress goes to stderr; --json writes the result to stdout. Exit codes: 0 every step passed, 1 a step "
+        "failed (an unreachable API too), 2 bad usage or configuration (missing or refused token, malformed URL, "
+        "unknown catalog id), 130 interrupted (after deleting what it created).",
     )
     check.add_argument("--base-url", required=True, help="the smoke API, e.g. http://127.0.0.1:8000")
     check.add_argument("--token", help="the ops bearer token (default: $OPS_BEARER_TOKEN)")
@@ -211,6 +214,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from smoke.check import CheckOptions, SmokeCheck
     from smoke.serving import free_port
 
+    try:  # the stack's URL and token come later: check the rest before starting anything
+        template = CheckOptions(
+            base_url="http://127.0.0.1",
+            token="-",  # noqa: S106  (a placeholder: the stack generates the token)
+            message=args.message,
+            timeout=args.timeout,
+            poll_interval=0.25,
+        )
+    except ValueError as error:
+        print(f"smoke demo: {error}", file=sys.stderr)
+        return EXIT_USAGE
     if (problem := _junit_path_problem(args.junit_xml)) is not None:
         print(f"smoke demo: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -221,13 +235,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     async def check_against(url: str) -> None:
         assert stack_settings.ops_bearer_token is not None
-        options = CheckOptions(
-            base_url=url,
-            token=stack_settings.ops_bearer_token,
-            message=args.message,
-            timeout=args.timeout,
-            poll_interval=0.25,
-        )
+        options = dataclasses.replace(template, base_url=url, token=stack_settings.ops_bearer_token)
         checks.append(SmokeCheck(options, observer=_progress(console)))
         console.print(f"smoke demo: the stack is up on {url}; running smoke check against it", soft_wrap=True)
         await _cancelled_by_sigterm(checks[0].run())

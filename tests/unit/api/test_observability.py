@@ -48,7 +48,6 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     body = (await client.get("/metrics")).text
 
     assert (
-        'smoke_http_requests_total{method="GET",route="/internal/v1/smoke/instances/by-key/{idempotency_key}"'
-        in body
+        'smoke_http_requests_total{method="GET",route="/internal/v1/smoke/instances/by-key/{idempotency_key}"' in body
     )
     assert "some-key" not in body

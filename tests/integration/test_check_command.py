@@ -1,0 +1,107 @@
+"""``smoke check`` for real: against the API on a loopback server, the worker and the simulated cloud."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smoke.api import create_app
+from smoke.bootstrap import make_container
+from smoke.check import CheckOptions, SmokeCheck
+from smoke.serving import free_port, serve_asgi
+from smoke.settings import Settings
+from smoke.worker import running_worker
+from tests.integration.conftest import stack_settings
+from tests.integration.support import servers
+
+
+@pytest.fixture
+async def api_url(
+    settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, clean_database: str
+) -> AsyncIterator[str]:
+    """The API served on a loopback port (streams need a real server), an in-process worker, the simulated cloud."""
+    port = free_port()
+    stack = stack_settings(settings, cloud_url).replace(public_url=f"http://127.0.0.1:{port}")
+    container = make_container(stack)
+    async with serve_asgi(create_app(container), port=port) as url, running_worker(container, stack):
+        yield url
+
+
+def smoke_command(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd)} | env
+    return subprocess.run(
+        [sys.executable, "-m", "smoke", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_the_check_passes_end_to_end_and_leaves_no_server(
+    api_url: str, settings: Settings, cloud: httpx.AsyncClient
+) -> None:
+    assert settings.ops_bearer_token is not None
+    options = CheckOptions(base_url=api_url, token=settings.ops_bearer_token, poll_interval=0.1, timeout=120)
+
+    report = await SmokeCheck(options).run()
+
+    document = report.to_json()
+    assert (document["exit_code"], document["passed"]) == (0, True), report.summary
+    assert {step["status"] for step in document["steps"]} == {"passed"}
+    assert document["reply"] == "hello from smoke check"
+    assert await servers(cloud) == []
+
+
+async def test_an_unknown_region_is_refused_with_exit_2_and_creates_nothing(
+    api_url: str, settings: Settings, cloud: httpx.AsyncClient
+) -> None:
+    assert settings.ops_bearer_token is not None
+    options = CheckOptions(base_url=api_url, token=settings.ops_bearer_token, region_id="nowhere")
+
+    report = await SmokeCheck(options).run()
+
+    assert report.exit_code == 2
+    assert report.summary == "smoke check: provision refused: Unknown region 'nowhere' (body.region_id)"
+    assert await servers(cloud) == []
+
+
+def test_the_command_against_nothing_exits_1_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    result = smoke_command("check", "--base-url", url, "--token", "t", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr == f"smoke check failed at provision: cannot reach {url}: connection refused\n"
+    assert result.stdout == ""
+
+
+async def test_the_command_with_a_wrong_token_exits_2_and_writes_its_reports(api_url: str, tmp_path: Path) -> None:
+    junit = tmp_path / "smoke.xml"
+
+    arguments = ("check", "--base-url", api_url, "--token", "wrong", "--json", "--junit-xml", str(junit))
+
+    result = await asyncio.to_thread(smoke_command, *arguments, cwd=tmp_path)  # the loop serves the API meanwhile
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "smoke check: the API refused the token (401 Not authenticated): check --token or OPS_BEARER_TOKEN"
+    ]
+    assert json.loads(result.stdout)["exit_code"] == 2
+    assert junit.read_text().startswith("<?xml")
+
+
+def test_smoke_demo_checks_its_own_stack_and_exits_with_the_checks_code(clean_database: str, tmp_path: Path) -> None:
+    junit = tmp_path / "smoke.xml"
+
+    result = smoke_command("demo", "--json", "--junit-xml", str(junit), cwd=tmp_path, DATABASE_URL=clean_database)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["passed"] is True
+    assert result.stderr.splitlines()[-1].startswith("smoke check passed in ")
+    assert "Traceback" not in result.stderr
+    assert junit.is_file()
