@@ -105,6 +105,12 @@ def configure_logging(level: str, log_format: str, *, secrets: Iterable[str] = (
     quiet = max(logging.WARNING, root.level)
     for chatty in ("pgserver", "alembic", "httpx", "httpcore", "uvicorn.access", "asyncio"):
         logging.getLogger(chatty).setLevel(quiet)
+    logging.getLogger("saq").addFilter(_expected_saq_shutdown)
+
+
+def _expected_saq_shutdown(record: logging.LogRecord) -> bool:
+    """saq warns at every stop that its idle loops were cancelled: expected with no grace period, so not shown."""
+    return not record.getMessage().startswith("Some tasks did not finish within the shutdown grace period")
 
 
 class RequestContextMiddleware:

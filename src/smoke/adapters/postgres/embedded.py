@@ -19,13 +19,16 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server, create database ``smoke`` if needed, return its URL. Blocking."""
-        try:
-            import pgserver
-        except ImportError as error:
-            raise RuntimeError("embedded PostgreSQL needs pgserver (Python 3.11 or 3.12); set DATABASE_URL") from error
-        self._data_dir.mkdir(parents=True, exist_ok=True)
+        # pgserver warns when XDG_RUNTIME_DIR is unset (it then uses the temp dir, which is fine).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            try:
+                import pgserver
+            except ImportError as error:
+                raise RuntimeError(
+                    "embedded PostgreSQL needs pgserver (Python 3.11 or 3.12); set DATABASE_URL"
+                ) from error
+            self._data_dir.mkdir(parents=True, exist_ok=True)
             self._server = pgserver.get_server(self._data_dir.resolve(), cleanup_mode="stop")  # type: ignore[attr-defined]
         exists = self._server.psql("SELECT 1 FROM pg_database WHERE datname = 'smoke';")
         if "(1 row)" not in exists:
