@@ -25,6 +25,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
+    sa_exc.TimeoutError,  # every pooled connection busy: come back later
 )
 
 
