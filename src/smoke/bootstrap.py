@@ -56,6 +56,7 @@ from smoke.domain.services import (
     Cleaner,
     Decommissioner,
     InstanceBuilder,
+    InstanceLookup,
     Provisioner,
     ReconcilePolicy,
     Reconciler,
@@ -208,6 +209,7 @@ class ServiceProvider(Provider):
 
     cleaner = provide(Cleaner, scope=Scope.REQUEST)
     usage_reader = provide(UsageReader, scope=Scope.APP)
+    lookup = provide(InstanceLookup, scope=Scope.APP)
     decommissioner = provide(Decommissioner, scope=Scope.REQUEST)
     builder = provide(InstanceBuilder, scope=Scope.REQUEST)
     reconciler = provide(Reconciler, scope=Scope.REQUEST)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from smoke.domain.models import ProvisionRequest
-from smoke.domain.services import BuildPolicy, Cleaner, Decommissioner, InstanceBuilder, Provisioner, UsageReader
+from smoke.domain.services import (
+    BuildPolicy,
+    Cleaner,
+    Decommissioner,
+    InstanceBuilder,
+    InstanceLookup,
+    Provisioner,
+    UsageReader,
+)
 from smoke.settings import Settings
 from smoke.testing.providers import FakeAdaptersProvider
 
@@ -30,6 +38,11 @@ def provisioner(fakes: FakeAdaptersProvider) -> Provisioner:
         uow=fakes.uow,
         clock=fakes.db.clock,
     )
+
+
+@pytest.fixture
+def lookup(fakes: FakeAdaptersProvider) -> InstanceLookup:
+    return InstanceLookup(scope=SCOPE, reader=fakes.reader)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
@@ -46,6 +47,10 @@ def create_app(container: AsyncContainer) -> Litestar:
         assert settings.ops_bearer_token is not None
         app.state.ops_token = settings.ops_bearer_token.encode()
         _document_validation_as_422_only(app.openapi_schema)
+        # The app's long-lived objects (~170k) would otherwise be walked by every full collection (~76 ms, the
+        # p99 of the read path): start-up garbage is collected once and the survivors are frozen.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

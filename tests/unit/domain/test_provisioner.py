@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from smoke.domain.errors import IdempotencyKeyReused, InstanceNotFound, LiveInstanceCapReached, UnknownCatalogEntry
-from smoke.domain.models import Instance, InstanceStatus, PollResult, provision_task_id
+from smoke.domain.errors import IdempotencyKeyReused, LiveInstanceCapReached, UnknownCatalogEntry
+from smoke.domain.models import Instance, InstanceStatus, provision_task_id
 from smoke.domain.services import Provisioner
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.unit.conftest import SCOPE, a_request
@@ -110,23 +108,3 @@ async def test_deleted_and_failed_instances_free_their_slot(
 
     with pytest.raises(LiveInstanceCapReached):
         await provisioner.submit(a_request("key-5"))
-
-
-async def test_poll_is_not_found_until_the_instance_row_exists(
-    provisioner: Provisioner, fakes: FakeAdaptersProvider
-) -> None:
-    receipt = await provisioner.submit(a_request())
-    assert await provisioner.poll("ci-run-1") == PollResult(found=False)
-    entry = fakes.db.ledger[SCOPE.customer_id, "ci-run-1"]
-    await fakes.instances.claim(Instance.new(entry, SCOPE, fakes.db.clock.now()))
-
-    assert await provisioner.poll("ci-run-1") == PollResult(True, receipt.instance_id, InstanceStatus.PROVISIONING)
-
-
-async def test_poll_of_a_key_never_seen_is_not_found(provisioner: Provisioner) -> None:
-    assert await provisioner.poll("never-seen") == PollResult(found=False)
-
-
-async def test_status_of_an_unknown_instance_is_not_found(provisioner: Provisioner) -> None:
-    with pytest.raises(InstanceNotFound):
-        await provisioner.status(uuid.uuid4())

@@ -25,7 +25,7 @@ from smoke.api.schemas import (
 )
 from smoke.api.sse import relay
 from smoke.domain.models import ProvisionRequest
-from smoke.domain.services import ChatRelay, Cleaner, Provisioner, UsageReader
+from smoke.domain.services import ChatRelay, Cleaner, InstanceLookup, Provisioner, UsageReader
 from smoke.settings import Settings
 
 __all__ = ("SmokeController",)
@@ -91,10 +91,10 @@ class SmokeController(Controller):
         idempotency_key: Annotated[
             str, Parameter(min_length=1, max_length=255, description="The key given to Smoke Provision")
         ],
-        provisioner: FromDishka[Provisioner],
+        lookup: FromDishka[InstanceLookup],
     ) -> PollRead:
         """Resolve an idempotency key to its instance once the worker has inserted the instance row."""
-        result = await provisioner.poll(idempotency_key)
+        result = await lookup.poll(idempotency_key)
         return PollRead(result.found, result.instance_id, result.status)
 
     @get(
@@ -104,9 +104,9 @@ class SmokeController(Controller):
         responses=_errors(404),
     )
     @inject
-    async def status(self, instance_id: FromPath[UUID], provisioner: FromDishka[Provisioner]) -> StatusRead:
+    async def status(self, instance_id: FromPath[UUID], lookup: FromDishka[InstanceLookup]) -> StatusRead:
         """The instance's hostname and status; soft-deleted instances answer too (``deleting``, ``deleted``)."""
-        view = await provisioner.status(instance_id)
+        view = await lookup.status(instance_id)
         return StatusRead(view.hostname, view.id, view.status)
 
     @delete(

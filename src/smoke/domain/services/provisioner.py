@@ -1,16 +1,14 @@
-"""Accept provision requests exactly once per key, and answer where each one is."""
+"""Accept provision requests exactly once per key."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from uuid import UUID, uuid4
+from uuid import uuid4
 
-from smoke.domain.errors import IdempotencyKeyReused, InstanceNotFound, LiveInstanceCapReached
+from smoke.domain.errors import IdempotencyKeyReused, LiveInstanceCapReached
 from smoke.domain.models import (
     CustomerScope,
-    InstanceView,
     LedgerEntry,
-    PollResult,
     ProvisionReceipt,
     ProvisionRequest,
     provision_task_id,
@@ -22,7 +20,7 @@ __all__ = ("Provisioner",)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Provisioner:
-    """Submit provision requests and look them up, for the one smoke customer."""
+    """Submit provision requests for the one smoke customer."""
 
     scope: CustomerScope
     max_live_instances: int
@@ -50,17 +48,6 @@ class Provisioner:
             # A replay re-queues a job that may have been lost between commit and enqueue; a pending one is kept.
             await self.queue.enqueue_provision(entry.instance_id)
         return entry.receipt()
-
-    async def poll(self, idempotency_key: str) -> PollResult:
-        """Where the request of that key is; ``found`` is False until the worker has inserted its instance."""
-        return await self.reader.poll(self.scope.customer_id, idempotency_key)
-
-    async def status(self, instance_id: UUID) -> InstanceView:
-        """The instance, soft-deleted or not. Raises ``InstanceNotFound``, also for another customer's instance."""
-        view = await self.reader.view(self.scope.customer_id, instance_id)
-        if view is None:
-            raise InstanceNotFound
-        return view
 
     async def _accepted(self, request: ProvisionRequest) -> LedgerEntry | None:
         entry = await self.ledger.get(self.scope.customer_id, request.idempotency_key)
