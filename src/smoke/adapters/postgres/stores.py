@@ -29,9 +29,6 @@ _INSTANCES = cast(Table, InstanceRow.__table__)
 _HISTORY = cast(Table, InstanceStatusHistoryRow.__table__)
 _CREDENTIALS = cast(Table, AgentCredentialRow.__table__)
 
-# A slot of the live-instance cap: the request's instance is not soft-deleted and not failed, or not inserted yet.
-_HOLDS_A_SLOT = "(i.id IS NULL OR (i.deleted_at IS NULL AND i.status <> 'failed'))"
-
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
     def __init__(self, session: AsyncSession) -> None:
@@ -71,11 +68,9 @@ class SqlAlchemyProvisionLedger(ProvisionLedger):
 
     @translate_storage_errors
     async def count_live(self, customer_id: UUID) -> int:
-        query = text(
-            "SELECT count(*) FROM provision_ledger l LEFT JOIN instances i ON i.id = l.instance_id "  # noqa: S608
-            f"WHERE l.customer_id = :customer_id AND {_HOLDS_A_SLOT}"
-        )
-        return int((await self._session.execute(query, {"customer_id": customer_id})).scalar_one())
+        # released_at is set by SqlAlchemyInstanceRepository when the instance is soft-deleted or fails.
+        query = select(func.count()).where(_LEDGER.c.customer_id == customer_id, _LEDGER.c.released_at.is_(None))
+        return int((await self._session.execute(query)).scalar_one())
 
     @translate_storage_errors
     async def add(self, entry: LedgerEntry) -> None:
@@ -111,6 +106,7 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
         )
         if inserted.first() is not None:
             await self._record(instance)
+            await self._release_slot_if_done(instance)
         stored = await self.get(instance.id, lock=True)
         assert stored is not None, "a claimed instance row exists"
         return stored
@@ -132,6 +128,7 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
         await self._session.execute(update(_INSTANCES).where(_INSTANCES.c.id == instance.id).values(**values))
         if stored_status != instance.status:
             await self._record(instance)
+            await self._release_slot_if_done(instance)
 
     @translate_storage_errors
     async def history(self, instance_id: UUID) -> list[StatusChange]:
@@ -167,6 +164,15 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
     async def _instances(self, *where: Any) -> list[Instance]:
         query = select(_INSTANCES).where(*where).order_by(_INSTANCES.c.created_at)
         return [instance_from_row(row) for row in (await self._session.execute(query)).mappings()]
+
+    async def _release_slot_if_done(self, instance: Instance) -> None:
+        """A soft-deleted or failed instance stops holding a slot of the live-instance cap."""
+        if instance.is_deleted or instance.status is InstanceStatus.FAILED:
+            await self._session.execute(
+                update(_LEDGER)
+                .where(_LEDGER.c.instance_id == instance.id, _LEDGER.c.released_at.is_(None))
+                .values(released_at=func.now())
+            )
 
     async def _record(self, instance: Instance) -> None:
         await self._session.execute(

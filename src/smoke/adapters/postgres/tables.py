@@ -84,6 +84,10 @@ class LedgerRow(DefaultBase):
     region_id: Mapped[str] = mapped_column(String(80), ForeignKey("regions.id"))
     tier_id: Mapped[str] = mapped_column(String(80), ForeignKey("tiers.id"))
     created_at: Mapped[datetime] = _created_at()
+    released_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    """When the request stopped holding a slot of the live-instance cap (its instance deleted or failed)."""
+
+    __table_args__ = (Index("ix_provision_ledger_holding", "customer_id", postgresql_where="released_at IS NULL"),)
 
 
 class InstanceRow(DefaultBase):
