@@ -11,6 +11,7 @@ import msgspec
 from smoke.domain.errors import AgentStreamBroken
 from smoke.domain.models import ChatEvent
 from smoke.domain.services import ChatTurn
+from smoke.domain.services.chat_relay import DONE
 from smoke.observability import CHAT_STREAMS, CHAT_TURNS
 
 __all__ = ("KEEP_ALIVE", "encode_event", "error_event", "relay")
@@ -32,7 +33,7 @@ def error_event(detail: str) -> bytes:
 
 
 async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> AsyncIterator[bytes]:
-    """The turn's events as SSE bytes, each sent as soon as it arrives.
+    """The turn's events as SSE bytes, sent as soon as they arrive (those that arrived together, together).
 
     After ``keepalive`` seconds of upstream silence a comment goes out. A failure after streaming began, or a turn
     still running after ``turn_timeout`` seconds, ends the stream with an ``error`` event. However the stream ends
@@ -40,8 +41,8 @@ async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> Asy
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + turn_timeout
-    events = turn.events()
-    pending: asyncio.Future[ChatEvent] | None = None
+    arrived: asyncio.Queue[ChatEvent | AgentStreamBroken | None] = asyncio.Queue()
+    reader = asyncio.create_task(_read(turn, arrived))
     outcome = "client_left"
     CHAT_STREAMS.inc()
     try:
@@ -51,31 +52,58 @@ async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> Asy
                 outcome = "timeout"
                 yield error_event(f"the chat turn took longer than {turn_timeout:g} s")
                 return
-            if pending is None:
-                pending = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending}, timeout=min(keepalive, remaining))
-            if not done:
+            try:
+                async with asyncio.timeout(min(keepalive, remaining)):
+                    first = await arrived.get()
+            except TimeoutError:
                 if loop.time() < deadline:
                     yield KEEP_ALIVE
                 continue
-            finished, pending = pending, None
-            try:
-                event = finished.result()
-            except StopAsyncIteration:
-                outcome = "done"
+            chunk, outcome = _encode_batch([first, *_drain(arrived)])
+            if chunk:
+                yield chunk
+            if outcome != "streaming":
                 return
-            except AgentStreamBroken as error:
-                outcome = "broken"
-                yield error_event(str(error))
-                return
-            yield encode_event(event)
     finally:
         # Litestar cancels this generator when the client leaves, through an anyio cancel scope that would cancel
         # every await below too: shield the cleanup so the upstream request really is closed now.
         with anyio.CancelScope(shield=True):
-            if pending is not None:
-                pending.cancel()
-                await asyncio.wait({pending})
+            if outcome == "done":
+                await asyncio.wait({reader}, timeout=0.5)  # let it read the agent's body to its end: reusable
+            reader.cancel()
+            await asyncio.wait({reader})
             await turn.close()
         CHAT_STREAMS.dec()
         CHAT_TURNS.labels(outcome).inc()
+
+
+async def _read(turn: ChatTurn, arrived: asyncio.Queue[ChatEvent | AgentStreamBroken | None]) -> None:
+    """Move the turn's events to ``arrived`` as they come; ``None`` once it ended, or the error that broke it."""
+    try:
+        async for event in turn.events():
+            arrived.put_nowait(event)
+    except AgentStreamBroken as error:
+        arrived.put_nowait(error)
+    else:
+        arrived.put_nowait(None)
+
+
+def _drain(arrived: asyncio.Queue[ChatEvent | AgentStreamBroken | None]) -> list[ChatEvent | AgentStreamBroken | None]:
+    items = []
+    while not arrived.empty():
+        items.append(arrived.get_nowait())
+    return items
+
+
+def _encode_batch(items: list[ChatEvent | AgentStreamBroken | None]) -> tuple[bytes, str]:
+    """The wire bytes of what arrived, and how the turn stands: ``streaming``, ``done`` or ``broken``."""
+    chunk = bytearray()
+    for item in items:
+        if item is None:
+            return bytes(chunk), "done"
+        if isinstance(item, AgentStreamBroken):
+            return bytes(chunk + error_event(str(item))), "broken"
+        chunk += encode_event(item)
+        if item.event == DONE:
+            return bytes(chunk), "done"
+    return bytes(chunk), "streaming"

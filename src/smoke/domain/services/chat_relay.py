@@ -23,10 +23,17 @@ class ChatTurn:
     stream: ChatStream
 
     async def events(self) -> AsyncIterator[ChatEvent]:
-        """The agent's events, unchanged. Raises ``AgentStreamBroken`` if the stream ends without ``done``."""
-        async for event in self.stream:
+        """The agent's events, unchanged. Raises ``AgentStreamBroken`` if the stream ends without ``done``.
+
+        After ``done`` the rest of the stream is read (and dropped) to its end, so that the connection to the agent
+        can be used again.
+        """
+        stream = aiter(self.stream)
+        async for event in stream:
             yield event
             if event.event == DONE:
+                async for _after_done in stream:
+                    pass
                 return
         raise AgentStreamBroken("the agent ended the turn without its done event")
 
