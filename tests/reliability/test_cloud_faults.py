@@ -14,7 +14,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from smoke.settings import Settings
 from tests.reliability import figures
@@ -79,16 +78,6 @@ async def test_a_hetzner_error_storm_ends_with_every_provision_running_and_one_s
     assert (state.servers, state.duplicated, state.orphaned) == (STORM_PROVISIONS, 0, 0)
 
 
-ACTION_FAILED = (
-    "A create whose Hetzner action ends in error leaves the server 'off' (SPEC 5, the simulator does what Hetzner "
-    "does); InstanceBuilder keeps polling it as if it were booting, so the instance stays 'provisioning' and the "
-    "server stays (billed) until PROVISION_TIMEOUT_SECONDS (600 s by default) instead of failing at once. Fix: "
-    "src/smoke/domain/services/builder.py InstanceBuilder._is_up: raise CloudError('action_failed', ...) when the "
-    "server's status is 'off' (a server created with start_after_create is never off unless its create or start "
-    "action failed); build() then fails the instance and deletes the server."
-)
-
-
 async def _provision_with_failing_create_actions(
     settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, db: asyncpg.Connection, timeout: int, wait: float
 ) -> tuple[list[str | None], Any, float]:
@@ -131,7 +120,6 @@ async def test_a_server_whose_create_action_fails_ends_failed_and_leaves_no_serv
     assert (state.servers, state.orphaned) == (0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=ACTION_FAILED)
 async def test_a_server_whose_create_action_fails_fails_at_once_not_at_the_provision_timeout(
     settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:

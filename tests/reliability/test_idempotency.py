@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 import asyncpg
 import httpx
-import pytest
 
 from smoke.settings import Settings
 from tests.reliability import figures
@@ -154,16 +153,6 @@ async def test_bad_keys_are_refused_and_leave_nothing_and_odd_valid_keys_round_t
     assert side_effects == 0
 
 
-SLASH_KEY = (
-    "Smoke Provision accepts any key of 1..255 characters, but Smoke Poll cannot find one holding '/': the "
-    "percent-encoded slash is decoded before routing, so GET /instances/by-key/a%2Fb answers Litestar's 404 "
-    '{"detail": "Not Found"} instead of 200 (SPEC 2.2: 200 also for a key never seen). Fix in '
-    "src/smoke/api/schemas.py (IdempotencyKey: refuse '/' with a pattern) or src/smoke/api/controllers/smoke.py "
-    "(poll: read the key from scope['raw_path'])."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SLASH_KEY)
 async def test_a_key_with_a_slash_is_either_refused_or_can_be_polled(
     settings: Settings, cloud_url: str, db: asyncpg.Connection
 ) -> None:

@@ -70,19 +70,11 @@ DOCUMENT = served_document()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
 
-ADDITIONAL_PROPERTIES = (
-    "src/smoke/api/app.py: the request bodies refuse unknown fields (msgspec forbid_unknown_fields: 422 "
-    "extra_forbidden) but the document does not say so (Litestar ignores forbid_unknown_fields), so schema-valid "
-    "bodies with extra properties are rejected (ST202). Fix: set additionalProperties false on those components."
-)
 OPTIONS_ALLOW = (
     "litestar-org/litestar#4169 (fixed in 3.0 only): OPTIONS on a path with GET and DELETE handlers answers the Allow "
     "of the first handler registered (DELETE, OPTIONS), not GET (ST205). Fix in src/smoke/api/app.py, see the report."
 )
 KNOWN_NONCONFORMANCE = {
-    "POST /internal/v1/smoke/provision": ADDITIONAL_PROPERTIES,
-    "POST /internal/v1/smoke/instances/{instance_id}/chat": ADDITIONAL_PROPERTIES,
-    "POST /internal/v1/agent/usage-events": ADDITIONAL_PROPERTIES,
     "GET /internal/v1/smoke/instances/{instance_id}": OPTIONS_ALLOW,
 }
 """Operations that fail a check because of a bug in src/ (reported, fix pending): marked xfail(strict) by the
@@ -182,7 +174,6 @@ def test_every_operation_conforms_to_the_document(case: schemathesis.Case[Any], 
         raise
 
 
-@pytest.mark.xfail(strict=True, reason=ADDITIONAL_PROPERTIES)
 def test_bodies_that_refuse_unknown_fields_say_so_in_the_document() -> None:
     strict = {
         name

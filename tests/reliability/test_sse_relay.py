@@ -155,15 +155,6 @@ async def test_events_relayed_through_a_slicing_proxy_equal_the_agents_own(
     assert mismatches == 0
 
 
-ID_RESET_BUG = (
-    "src/smoke/api/sse.py encode_event: an upstream 'id' field without a value resets the last event id (ChatEvent.id "
-    "becomes None) but the relay then writes no id line at all, so the client keeps the previous id: the relayed "
-    "event's id differs from the agent's (SPEC 2.2: event, data, id preserved). Fix: when event.id is None write an "
-    "'id' line with an empty value (or: emit 'id:' whenever the id changed to None)."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=ID_RESET_BUG)
 async def test_an_id_field_without_a_value_is_relayed_as_a_reset(relay: Relay) -> None:
     relay.use(relay.agent_address, slicer=False)
 

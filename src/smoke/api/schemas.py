@@ -24,7 +24,8 @@ __all__ = (
     "ValidationErrorRead",
 )
 
-IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[^/]+$")]
+"""No ``/``: a key must fit in one path segment of Smoke Poll."""
 
 
 class ProvisionCreate(msgspec.Struct, forbid_unknown_fields=True):

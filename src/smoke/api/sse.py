@@ -21,9 +21,7 @@ KEEP_ALIVE = b": keep-alive\n\n"
 
 def encode_event(event: ChatEvent) -> bytes:
     """One event in wire form, its fields as the agent sent them (multi-line data as several ``data:`` lines)."""
-    lines = [f"event: {event.event}"]
-    if event.id is not None:
-        lines.append(f"id: {event.id}")
+    lines = [f"event: {event.event}", "id" if event.id is None else f"id: {event.id}"]  # bare ``id`` resets it
     lines.extend(f"data: {line}" for line in event.data.split("\n"))
     return ("\n".join(lines) + "\n\n").encode()
 

@@ -23,6 +23,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    asyncpg.exceptions.OperatorInterventionError,
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.TimeoutError,  # every pooled connection busy: come back later
@@ -39,7 +40,10 @@ def translate_storage_errors(method: Callable[P, Coroutine[Any, Any, R]]) -> Cal
         except UNAVAILABLE as error:
             raise StorageUnavailable(f"database unavailable: {type(error).__name__}") from error
         except sa_exc.DBAPIError as error:
-            if error.connection_invalidated:
+            # Class 08 (connection exception) and 57 (operator intervention: starting up, shutting down) mean the
+            # database went away, whatever wrapper SQLAlchemy chose.
+            sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
+            if error.connection_invalidated or sqlstate.startswith(("08", "57")):
                 raise StorageUnavailable("database connection lost") from error
             raise
 

@@ -165,6 +165,8 @@ class InstanceBuilder:
         server = await self.cloud.get_server(instance.provider_server_id)
         if server is None:
             raise CloudError("not_found", "the server disappeared while provisioning")
+        if server.status == "off":  # its create or start action failed: it will not come up by itself
+            raise CloudError("action_failed", "the server is off: its create or start action failed")
         if not server.is_running:
             return False
         return await self.agents.is_healthy(agent_base_url(self.policy.agent_url_template, instance))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from smoke.domain.errors import SmokeError
 from smoke.domain.models import INSTANCE_ID_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from smoke.domain.ports import Clock, CloudProvider, InstanceRepository, JobQueue, ProvisionLedger, UnitOfWork
 from smoke.domain.services.builder import InstanceBuilder
@@ -32,6 +35,8 @@ class ReconcileReport:
     requeued_cleanups: int = 0
     expired_instances: int = 0
     orphans_deleted: int = 0
+    errors: int = 0
+    """Items that failed this pass (logged, left for the next pass); one never stops the others."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,15 +67,18 @@ class Reconciler:
         in_flight = await self.instances.provisioning_since(now)
         await self.uow.rollback()
         for entry in lost:
-            await self.queue.enqueue_provision(entry.instance_id)
-            report.requeued_provisions += 1
+            async with self._isolated(report, "re-queue provision", entry.instance_id):
+                await self.queue.enqueue_provision(entry.instance_id)
+                report.requeued_provisions += 1
         timeout = timedelta(seconds=self.policy.provision_timeout_seconds)
         for instance in in_flight:
-            if instance.created_at + timeout < now:
-                await self.builder.fail(instance.id, f"not running after {self.policy.provision_timeout_seconds} s")
-                report.failed_provisions += 1
-            else:
-                await self.queue.enqueue_provision(instance.id)
+            async with self._isolated(report, "stale provision", instance.id):
+                if instance.created_at + timeout < now:
+                    reason = f"not running after {self.policy.provision_timeout_seconds} s"
+                    await self.builder.fail(instance.id, reason)
+                    report.failed_provisions += 1
+                else:
+                    await self.queue.enqueue_provision(instance.id)
 
     async def _expired(self, report: ReconcileReport) -> None:
         """Soft-delete instances past their TTL: a CI run cancelled before its delete step leaks no server."""
@@ -78,21 +86,23 @@ class Reconciler:
         expired = await self.instances.expired(cutoff)
         await self.uow.rollback()
         for candidate in expired:
-            instance = await self.instances.get(candidate.id, lock=True)
-            if instance is None or instance.is_deleted:
-                await self.uow.rollback()
-                continue
-            await self.cleaner.soft_delete(instance)
-            await self.uow.commit()
-            await self.queue.enqueue_cleanup(instance.id)
-            report.expired_instances += 1
+            async with self._isolated(report, "expire", candidate.id):
+                instance = await self.instances.get(candidate.id, lock=True)
+                if instance is None or instance.is_deleted:
+                    await self.uow.rollback()
+                    continue
+                await self.cleaner.soft_delete(instance)
+                await self.uow.commit()
+                await self.queue.enqueue_cleanup(instance.id)
+                report.expired_instances += 1
 
     async def _cleanups(self, report: ReconcileReport) -> None:
         deleting = await self.instances.deleting()
         await self.uow.rollback()
         for instance in deleting:
-            await self.queue.enqueue_cleanup(instance.id)
-            report.requeued_cleanups += 1
+            async with self._isolated(report, "re-queue cleanup", instance.id):
+                await self.queue.enqueue_cleanup(instance.id)
+                report.requeued_cleanups += 1
 
     async def _orphans(self, report: ReconcileReport) -> None:
         """Delete servers labelled ``managed-by=smoke`` that belong to no live instance.
@@ -106,9 +116,20 @@ class Reconciler:
         for server in servers:
             if _instance_id(server.labels.get(INSTANCE_ID_LABEL)) in live:
                 continue
-            logger.warning("deleting orphan server %s (%s)", server.id, server.name)
-            await self.cloud.delete_server(server.id)
-            report.orphans_deleted += 1
+            async with self._isolated(report, "delete orphan server", server.id):
+                logger.warning("deleting orphan server %s (%s)", server.id, server.name)
+                await self.cloud.delete_server(server.id)
+                report.orphans_deleted += 1
+
+    @contextlib.asynccontextmanager
+    async def _isolated(self, report: ReconcileReport, what: str, subject: object) -> AsyncIterator[None]:
+        """Run one item of the pass; if it fails, log it, undo its writes, count it and go on with the rest."""
+        try:
+            yield
+        except SmokeError as error:
+            logger.warning("reconcile could not %s %s: %s", what, subject, error)
+            await self.uow.rollback()
+            report.errors += 1
 
 
 def _instance_id(label: str | None) -> uuid.UUID | None:
