@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
+import httpx
 import psycopg
 import pytest
 
+from smoke.serving import serve_asgi
 from smoke.settings import Settings
+from smoke.simulators import create_cloud_simulator
 
 EMBEDDED_PGDATA = Path("/tmp/smoke-test-pg")  # short: the unix socket path must stay under 108 bytes
 DATA_TABLES = (
@@ -90,3 +94,27 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+@pytest.fixture
+async def db(clean_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the (cleaned) test database, to look at what the code under test stored."""
+    conn = await asyncpg.connect(clean_database)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def cloud_url() -> AsyncIterator[str]:
+    """The simulated Hetzner Cloud on loopback, fast: actions and boot take 0.1 s."""
+    simulator = create_cloud_simulator(action_seconds=0.1, boot_seconds=0.1, token_delay_ms=5, seed=7)
+    async with serve_asgi(simulator) as url:
+        yield url
+
+
+@pytest.fixture
+async def cloud(cloud_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the simulator's base URL, reset (no servers, no faults) before the test."""
+    async with httpx.AsyncClient(base_url=cloud_url, timeout=30) as client:
+        (await client.post("/_sim/reset")).raise_for_status()
+        yield client

@@ -5,28 +5,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 import pytest
 
 from smoke.api import create_app
 from smoke.bootstrap import make_container
-from smoke.serving import serve_asgi
 from smoke.settings import Settings
-from smoke.simulators import create_cloud_simulator
 from smoke.worker import running_worker
 from tests.lifespan import running
 
 SMOKE = "/internal/v1/smoke"
 SIM_TOKEN = "sim-token"
-
-
-@pytest.fixture
-async def db(clean_database: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the (cleaned) test database, to look at what the code under test stored."""
-    conn = await asyncpg.connect(clean_database)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture
@@ -41,22 +30,6 @@ async def api(settings: Settings, clean_database: str) -> AsyncIterator[httpx.As
 
 def provision_body(key: str = "ci-run-1", **changes: str) -> dict[str, str]:
     return {"idempotency_key": key, "manifest_id": "agent-default", "region_id": "fsn1", "tier_id": "small"} | changes
-
-
-@pytest.fixture(scope="session")
-async def cloud_url() -> AsyncIterator[str]:
-    """The simulated Hetzner Cloud on loopback, fast: actions and boot take 0.1 s."""
-    simulator = create_cloud_simulator(action_seconds=0.1, boot_seconds=0.1, token_delay_ms=5, seed=7)
-    async with serve_asgi(simulator) as url:
-        yield url
-
-
-@pytest.fixture
-async def cloud(cloud_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the simulator's base URL, reset (no servers, no faults) before the test."""
-    async with httpx.AsyncClient(base_url=cloud_url, timeout=30) as client:
-        (await client.post("/_sim/reset")).raise_for_status()
-        yield client
 
 
 def stack_settings(settings: Settings, cloud_url: str) -> Settings:

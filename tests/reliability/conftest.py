@@ -9,44 +9,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
-import httpx
 import pytest
 from hypothesis import configuration as hypothesis_configuration
 
-from smoke.serving import serve_asgi
-from smoke.simulators import create_cloud_simulator
 from tests.reliability import figures
 
 # Hypothesis (under schemathesis) keeps its example database and constants in ./.hypothesis; not in the repository.
 hypothesis_configuration.set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "smoke-reliability-hypothesis")
-
-
-@pytest.fixture(scope="session")
-async def cloud_url() -> AsyncIterator[str]:
-    """The simulated Hetzner Cloud on loopback, fast: actions and boot take 0.1 s."""
-    simulator = create_cloud_simulator(action_seconds=0.1, boot_seconds=0.1, token_delay_ms=5, seed=11)
-    async with serve_asgi(simulator) as url:
-        yield url
-
-
-@pytest.fixture
-async def cloud(cloud_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the simulator, reset (no servers, no faults) before the test."""
-    async with httpx.AsyncClient(base_url=cloud_url, timeout=30) as client:
-        (await client.post("/_sim/reset")).raise_for_status()
-        yield client
-
-
-@pytest.fixture
-async def db(clean_database: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the (cleaned) test database, to look at what the code under test stored."""
-    conn = await asyncpg.connect(clean_database)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture
