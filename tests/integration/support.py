@@ -13,7 +13,7 @@ from smoke.domain.services import Reconciler
 from tests.integration.conftest import SMOKE
 
 
-async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Poll ``predicate`` (an async callable) until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

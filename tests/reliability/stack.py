@@ -30,6 +30,7 @@ from smoke.domain.services import Reconciler
 from smoke.serving import free_port, serve_asgi
 from smoke.settings import Settings
 from smoke.worker import running_worker
+from tests.integration.support import status_of, until
 
 __all__ = (
     "SMOKE",
@@ -97,21 +98,6 @@ async def served_stack(
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30))
         client.headers["Authorization"] = f"Bearer {configured.ops_bearer_token}"
         yield Stack(client, container, configured, url)
-
-
-async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` (an async callable) until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := await predicate():
-            return result
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not true within {timeout} s: {predicate}")
-
-
-async def status_of(api: httpx.AsyncClient, instance_id: str) -> str | None:
-    response = await api.get(f"{SMOKE}/instances/{instance_id}")
-    return str(response.json()["status"]) if response.status_code == 200 else None
 
 
 async def wait_for_status(
