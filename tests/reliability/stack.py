@@ -30,9 +30,12 @@ from smoke.domain.services import Reconciler
 from smoke.serving import free_port, serve_asgi
 from smoke.settings import Settings
 from smoke.worker import running_worker
+from tests.integration.conftest import SIM_TOKEN, SMOKE, provision_body
+from tests.integration.conftest import stack_settings as integration_stack_settings
 from tests.integration.support import status_of, until
 
 __all__ = (
+    "SIM_TOKEN",
     "SMOKE",
     "Audit",
     "Stack",
@@ -45,26 +48,13 @@ __all__ = (
     "wait_for_status",
 )
 
-SMOKE = "/internal/v1/smoke"
-SIM_TOKEN = "sim-token"
-
-
-def provision_body(key: str, **changes: str) -> dict[str, str]:
-    return {"idempotency_key": key, "manifest_id": "agent-default", "region_id": "fsn1", "tier_id": "small"} | changes
-
 
 def stack_settings(settings: Settings, cloud_url: str, **changes: Any) -> Settings:
-    """Settings that point the worker at the simulated cloud, with short polls, heartbeats and sweeps."""
-    return settings.replace(
-        hetzner_api_url=f"{cloud_url}/v1",
-        hetzner_api_token=SIM_TOKEN,
-        agent_url_template=f"{cloud_url}/agents/{{provider_server_id}}",
-        provision_poll_seconds=0.1,
-        provision_timeout_seconds=120,
-        max_live_instances=200,
-        job_heartbeat_seconds=3,
-        queue_sweep_seconds=1,
-    ).replace(**changes)
+    """The integration suite's stack settings, with room for the bursts and the slow clouds of the fault rows."""
+    roomy = integration_stack_settings(settings, cloud_url).replace(
+        provision_timeout_seconds=120, max_live_instances=200
+    )
+    return roomy.replace(**changes)
 
 
 @dataclass
