@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 from advanced_alchemy.config import AsyncSessionConfig, SQLAlchemyAsyncConfig
 from advanced_alchemy.config.engine import EngineConfig
-from dishka import AsyncContainer, Provider, Scope, from_context, make_async_container, provide
+from dishka import AsyncContainer, Provider, Scope, ValidationSettings, from_context, make_async_container, provide
 from dishka.provider import BaseProvider
 from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -25,41 +25,37 @@ from smoke.adapters.agent import HttpAgentClient
 from smoke.adapters.clock import SystemClock
 from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
 from smoke.adapters.postgres.reads import AsyncpgCatalog, AsyncpgInstanceReader, AsyncpgUsageEventStore
-from smoke.adapters.postgres.stores import (
-    SqlAlchemyAgentCredentialStore,
-    SqlAlchemyInstanceRepository,
-    SqlAlchemyProvisionLedger,
-    SqlAlchemyUnitOfWork,
-)
+from smoke.adapters.postgres.stores import SqlAlchemyDatabase
 from smoke.adapters.queue import JobPolicy, SaqJobQueue, connect_saq_queue, make_saq_queue
 from smoke.adapters.readiness import ConnectionReadinessProbe
 from smoke.adapters.tokens import HmacTokenIssuer
+from smoke.adapters.user_data import CloudInitUserData
+from smoke.domain.agent_config import USAGE_PATH, AgentUrls
 from smoke.domain.models import CustomerScope
 from smoke.domain.ports import (
     AgentClient,
-    AgentCredentialStore,
     Catalog,
     Clock,
     CloudProvider,
+    Database,
     InstanceReader,
-    InstanceRepository,
     JobQueue,
-    ProvisionLedger,
     ReadinessProbe,
     TokenIssuer,
-    UnitOfWork,
     UsageEventStore,
+    UserDataRenderer,
 )
 from smoke.domain.services import (
-    BuildPolicy,
     ChatRelay,
     Cleaner,
-    Decommissioner,
-    InstanceBuilder,
+    Deleter,
     InstanceLookup,
     Provisioner,
+    ProvisionPolicy,
+    ProvisionRequests,
     ReconcilePolicy,
     Reconciler,
+    SpendGuard,
     UsageReader,
     UsageRecorder,
 )
@@ -67,17 +63,24 @@ from smoke.settings import Settings, SettingsError
 
 __all__ = ("make_container",)
 
+STRICT_VALIDATION = ValidationSettings(nothing_overridden=True, implicit_override=True, nothing_decorated=True)
+
 
 def make_container(settings: Settings, *overrides: BaseProvider) -> AsyncContainer:
-    """Build the container for ``settings``; ``overrides`` replace what they provide (tests, other apps)."""
+    """Build the container for ``settings``; ``overrides`` replace what they provide (tests, other apps).
+
+    Override validation is on: an override that replaces nothing is an error, not a silent no-op.
+    """
     return make_async_container(
         CoreProvider(),
         PostgresProvider(),
         QueueProvider(),
         CloudProviders(),
+        PolicyProvider(),
         ServiceProvider(),
         *overrides,
         context={Settings: settings},
+        validation_settings=STRICT_VALIDATION,
     )
 
 
@@ -106,9 +109,11 @@ class CoreProvider(Provider):
 
 
 class PostgresProvider(Provider):
-    """SQLAlchemy sessions for the write side, a plain asyncpg pool for the hot reads."""
+    """SQLAlchemy sessions for the write side, a plain asyncpg pool for the reads; both bound to the customer."""
 
-    @provide(scope=Scope.APP)
+    scope = Scope.APP
+
+    @provide
     async def provide_engine(self, settings: Settings) -> AsyncIterator[AsyncEngine]:
         config = SQLAlchemyAsyncConfig(
             connection_string="postgresql+asyncpg://" + _database_url(settings).split("://", 1)[1],
@@ -119,29 +124,21 @@ class PostgresProvider(Provider):
         yield engine
         await engine.dispose()
 
-    @provide(scope=Scope.APP)
+    @provide
     def provide_session_maker(self, engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
         return async_sessionmaker(engine, expire_on_commit=False)
 
-    @provide(scope=Scope.APP)
+    @provide
     async def provide_pool(self, settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         # min_size=0: the API starts, and /readyz says so, while the database is down.
         pool = await asyncpg.create_pool(_database_url(settings), min_size=0, max_size=10, command_timeout=30)
         yield pool
         await pool.close()
 
-    @provide(scope=Scope.REQUEST)
-    async def provide_session(self, maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-        async with maker() as session:  # closing rolls back whatever was not committed
-            yield session
-
-    ledger = provide(SqlAlchemyProvisionLedger, provides=ProvisionLedger, scope=Scope.REQUEST)
-    instances = provide(SqlAlchemyInstanceRepository, provides=InstanceRepository, scope=Scope.REQUEST)
-    credentials = provide(SqlAlchemyAgentCredentialStore, provides=AgentCredentialStore, scope=Scope.REQUEST)
-    uow = provide(SqlAlchemyUnitOfWork, provides=UnitOfWork, scope=Scope.REQUEST)
-    reader = provide(AsyncpgInstanceReader, provides=InstanceReader, scope=Scope.APP)
-    usage = provide(AsyncpgUsageEventStore, provides=UsageEventStore, scope=Scope.APP)
-    catalog = provide(AsyncpgCatalog, provides=Catalog, scope=Scope.APP)
+    database = provide(SqlAlchemyDatabase, provides=Database)
+    reader = provide(AsyncpgInstanceReader, provides=InstanceReader)
+    usage = provide(AsyncpgUsageEventStore, provides=UsageEventStore)
+    catalog = provide(AsyncpgCatalog, provides=Catalog)
 
 
 class QueueProvider(Provider):
@@ -168,75 +165,62 @@ class QueueProvider(Provider):
 class CloudProviders(Provider):
     """Hetzner Cloud (or anything speaking its API, like the simulated cloud) and the agents on its servers."""
 
-    @provide(scope=Scope.APP)
+    scope = Scope.APP
+
+    @provide
     async def provide_cloud(self, settings: Settings) -> AsyncIterator[CloudProvider]:
         settings.require("HETZNER_API_TOKEN")
         assert settings.hetzner_api_token is not None
         async with hetzner_client(settings.hetzner_api_url, settings.hetzner_api_token) as client:
             yield HetznerCloudProvider(client)
 
-    @provide(scope=Scope.APP)
+    @provide
     async def provide_agents(self) -> AsyncIterator[AgentClient]:
         timeout = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=5.0)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             yield HttpAgentClient(client)
 
+    user_data = provide(CloudInitUserData, provides=UserDataRenderer)
 
-class ServiceProvider(Provider):
-    @provide(scope=Scope.REQUEST)
-    def provide_provisioner(
-        self,
-        settings: Settings,
-        scope: CustomerScope,
-        ledger: ProvisionLedger,
-        catalog: Catalog,
-        reader: InstanceReader,
-        queue: JobQueue,
-        uow: UnitOfWork,
-        clock: Clock,
-    ) -> Provisioner:
-        return Provisioner(
-            scope=scope,
-            max_live_instances=settings.max_live_instances,
-            ledger=ledger,
-            catalog=catalog,
-            reader=reader,
-            queue=queue,
-            uow=uow,
-            clock=clock,
-        )
 
-    cleaner = provide(Cleaner, scope=Scope.REQUEST)
-    usage_reader = provide(UsageReader, scope=Scope.APP)
-    lookup = provide(InstanceLookup, scope=Scope.APP)
-    decommissioner = provide(Decommissioner, scope=Scope.REQUEST)
-    builder = provide(InstanceBuilder, scope=Scope.REQUEST)
-    reconciler = provide(Reconciler, scope=Scope.REQUEST)
-    usage_recorder = provide(UsageRecorder, scope=Scope.REQUEST)
+class PolicyProvider(Provider):
+    """What the services are told by the settings, one value object each."""
 
-    @provide(scope=Scope.APP)
-    def provide_chat_relay(
-        self,
-        settings: Settings,
-        scope: CustomerScope,
-        reader: InstanceReader,
-        agents: AgentClient,
-        tokens: TokenIssuer,
-    ) -> ChatRelay:
-        return ChatRelay(
-            scope=scope, reader=reader, agents=agents, tokens=tokens, agent_url_template=settings.agent_url_template
-        )
+    scope = Scope.APP
 
-    @provide(scope=Scope.APP)
-    def provide_build_policy(self, settings: Settings) -> BuildPolicy:
-        return BuildPolicy(
+    @provide
+    def provide_spend_guard(self, settings: Settings) -> SpendGuard:
+        return SpendGuard(settings.max_live_instances)
+
+    @provide
+    def provide_agent_urls(self, settings: Settings) -> AgentUrls:
+        return AgentUrls(settings.agent_url_template)
+
+    @provide
+    def provide_provision_policy(self, settings: Settings) -> ProvisionPolicy:
+        return ProvisionPolicy(
             timeout_seconds=settings.provision_timeout_seconds,
-            agent_url_template=settings.agent_url_template,
-            public_url=settings.public_url,
+            usage_url=settings.public_url + USAGE_PATH,
             poll_seconds=settings.provision_poll_seconds,
         )
 
-    @provide(scope=Scope.APP)
+    @provide
     def provide_reconcile_policy(self, settings: Settings) -> ReconcilePolicy:
         return ReconcilePolicy(settings.provision_timeout_seconds, settings.instance_ttl_seconds)
+
+
+class ServiceProvider(Provider):
+    """The domain services. All stateless and APP-scoped: each opens the units of work it needs."""
+
+    scope = Scope.APP
+
+    provision_requests = provide(ProvisionRequests)
+    provisioner = provide(Provisioner)
+    deleter = provide(Deleter)
+    cleaner = provide(Cleaner)
+    reconciler = provide(Reconciler)
+    lookup = provide(InstanceLookup)
+    usage_reader = provide(UsageReader)
+    usage_recorder = provide(UsageRecorder)
+    chat_relay = provide(ChatRelay)

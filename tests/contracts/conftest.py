@@ -9,37 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from smoke.adapters.postgres.migrate import seed
+from smoke.adapters.postgres.migrate import seed_customer
 from smoke.adapters.postgres.reads import AsyncpgCatalog, AsyncpgInstanceReader, AsyncpgUsageEventStore
-from smoke.adapters.postgres.stores import (
-    SqlAlchemyAgentCredentialStore,
-    SqlAlchemyInstanceRepository,
-    SqlAlchemyProvisionLedger,
-    SqlAlchemyUnitOfWork,
-)
+from smoke.adapters.postgres.stores import SqlAlchemyDatabase
 from smoke.domain.models import CustomerScope, Instance, LedgerEntry, provision_task_id
-from smoke.domain.ports import (
-    AgentCredentialStore,
-    Catalog,
-    InstanceReader,
-    InstanceRepository,
-    ProvisionLedger,
-    UnitOfWork,
-    UsageEventStore,
-)
+from smoke.domain.ports import Catalog, Database, InstanceReader, UsageEventStore
 from smoke.settings import Settings
-from smoke.testing import (
-    FakeAgentCredentialStore,
-    FakeCatalog,
-    FakeInstanceReader,
-    FakeInstanceRepository,
-    FakeProvisionLedger,
-    FakeUnitOfWork,
-    FakeUsageEventStore,
-    InMemoryDatabase,
-)
+from smoke.testing import FakeCatalog, FakeDatabase, FakeInstanceReader, FakeUsageEventStore, InMemoryDatabase
 
 SCOPE = Settings().customer_scope()
 OTHER = CustomerScope(uuid.UUID(int=0xAC), uuid.UUID(int=0xAE), uuid.UUID(int=0xAB))
@@ -48,21 +26,19 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 @dataclass
 class Stores:
-    """The stores of one unit of work, plus the read side, on one implementation."""
+    """One implementation's stores: the smoke customer's and, sharing the database, another customer's."""
 
-    ledger: ProvisionLedger
-    instances: InstanceRepository
-    credentials: AgentCredentialStore
-    uow: UnitOfWork
+    database: Database
     reader: InstanceReader
     usage: UsageEventStore
     catalog: Catalog
+    theirs: Database
+    their_reader: InstanceReader
 
     async def accepted(self, scope: CustomerScope = SCOPE, key: str | None = None, at: datetime = T0) -> LedgerEntry:
-        """A committed ledger entry."""
+        """A committed ledger entry of ``scope``."""
         instance_id = uuid.uuid4()
         entry = LedgerEntry(
-            scope.customer_id,
             key or f"key-{instance_id.hex[:8]}",
             "fingerprint",
             instance_id,
@@ -72,20 +48,26 @@ class Stores:
             "small",
             at,
         )
-        await self.ledger.add(entry)
-        await self.uow.commit()
+        async with self._database(scope).begin() as uow:
+            await uow.ledger.add(entry)
+            await uow.commit()
         return entry
 
     async def inserted(self, scope: CustomerScope = SCOPE, at: datetime = T0) -> Instance:
-        """A committed instance row (and its ledger entry)."""
-        instance = await self.instances.claim(Instance.new(await self.accepted(scope, at=at), scope, at))
-        await self.uow.commit()
+        """A committed instance row of ``scope`` (and its ledger entry)."""
+        entry = await self.accepted(scope, at=at)
+        async with self._database(scope).begin() as uow:
+            instance = await uow.instances.claim(Instance.new(entry, scope, at))
+            await uow.commit()
         return instance
+
+    def _database(self, scope: CustomerScope) -> Database:
+        return self.database if scope == SCOPE else self.theirs
 
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    seed(database_url, OTHER)
+    seed_customer(database_url, OTHER)
     engine = create_async_engine("postgresql+asyncpg://" + database_url.split("://", 1)[1])
     yield engine
     await engine.dispose()
@@ -98,34 +80,27 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(params=["fake", "postgres"])
-async def stores(request: pytest.FixtureRequest, engine: AsyncEngine, pool: asyncpg.Pool) -> AsyncIterator[Stores]:
+async def stores(request: pytest.FixtureRequest, engine: AsyncEngine, pool: asyncpg.Pool) -> Stores:
     if request.param == "fake":
         db = InMemoryDatabase()
         db.clock.current = datetime.now(UTC)
-        yield Stores(
-            FakeProvisionLedger(db),
-            FakeInstanceRepository(db),
-            FakeAgentCredentialStore(db),
-            FakeUnitOfWork(),
-            FakeInstanceReader(db),
+        return Stores(
+            FakeDatabase(db, SCOPE),
+            FakeInstanceReader(db, SCOPE),
             FakeUsageEventStore(db),
             FakeCatalog(),
+            FakeDatabase(db, OTHER),
+            FakeInstanceReader(db, OTHER),
         )
-        return
     request.getfixturevalue("clean_database")
-    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-        yield _postgres_stores(session, pool)
-
-
-def _postgres_stores(session: AsyncSession, pool: asyncpg.Pool) -> Stores:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
     return Stores(
-        SqlAlchemyProvisionLedger(session),
-        SqlAlchemyInstanceRepository(session),
-        SqlAlchemyAgentCredentialStore(session),
-        SqlAlchemyUnitOfWork(session),
-        AsyncpgInstanceReader(pool),
+        SqlAlchemyDatabase(sessions, SCOPE),
+        AsyncpgInstanceReader(pool, SCOPE),
         AsyncpgUsageEventStore(pool),
         AsyncpgCatalog(pool),
+        SqlAlchemyDatabase(sessions, OTHER),
+        AsyncpgInstanceReader(pool, OTHER),
     )
 
 

@@ -11,14 +11,13 @@ import httpx
 import pytest
 
 from smoke.adapters.agent import HttpAgentClient
-from smoke.domain.agent_config import cloud_init
+from smoke.adapters.user_data import CloudInitUserData
 from smoke.domain.errors import AgentUnavailable
-from smoke.domain.models import ChatEvent, Instance, LedgerEntry
+from smoke.domain.models import AgentBoot, ChatEvent, Instance, Manifest
 from smoke.domain.ports import AgentClient
 from smoke.serving import serve_asgi
-from smoke.settings import Settings
 from smoke.simulators import create_cloud_simulator
-from smoke.testing import FakeAgentClient, FakeClock
+from smoke.testing import FakeAgentClient
 
 TOKEN = "agent-token-for-the-contract"
 REPLY = [
@@ -87,14 +86,13 @@ async def _usage_receiver(scope: dict[str, Any], receive: Any, send: Any) -> Non
 
 async def _booted_server(http: httpx.AsyncClient, url: str, usage_url: str) -> int:
     instance_id = uuid.uuid4()
-    entry = LedgerEntry(uuid.uuid4(), "k", "f", instance_id, "t", "agent-default", "fsn1", "small", FakeClock().now())
-    instance = Instance.new(entry, Settings().customer_scope(), FakeClock().now())
+    boot = AgentBoot(instance_id, TOKEN, usage_url, Manifest("agent-default", "ubuntu-24.04"))
     body = {
-        "name": instance.hostname,
+        "name": Instance.hostname_for(instance_id),
         "server_type": "cpx22",
         "image": "ubuntu-24.04",
         "location": "fsn1",
-        "user_data": cloud_init(instance, TOKEN, usage_url),
+        "user_data": CloudInitUserData().render(boot),
     }
     created = await http.post(f"{url}/v1/servers", json=body, headers={"Authorization": "Bearer sim-token"})
     return int(created.json()["server"]["id"])

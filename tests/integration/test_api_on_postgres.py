@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import httpx
 
-from smoke.adapters.postgres.migrate import seed
+from smoke.adapters.postgres.migrate import seed_customer
 from smoke.adapters.postgres.reads import AsyncpgUsageEventStore
 from smoke.domain.models import CustomerScope, UsageCount
 from tests.integration.conftest import SMOKE, provision_body
@@ -78,7 +78,7 @@ async def test_delete_applies_the_recipe_in_the_database_and_queues_the_cleanup(
 async def test_another_customers_instance_answers_exactly_like_a_missing_one(
     api: httpx.AsyncClient, db: asyncpg.Connection, database_url: str
 ) -> None:
-    seed(database_url, OTHER)
+    seed_customer(database_url, OTHER)
     theirs = await _foreign_instance(db)
     missing = uuid.uuid4()
 

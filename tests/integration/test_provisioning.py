@@ -7,8 +7,11 @@ import uuid
 
 import httpx
 
+from smoke.settings import Settings
 from tests.integration.conftest import SIM_TOKEN, SMOKE, provision_body
 from tests.integration.support import reaches, reconcile, servers, until
+
+SCOPE = Settings().customer_scope()
 
 
 async def test_a_provision_reaches_running_with_exactly_one_server_as_asked(
@@ -24,7 +27,11 @@ async def test_a_provision_reaches_running_with_exactly_one_server_as_asked(
 
     [server] = await servers(cloud)
     assert server["name"] == f"smoke-{uuid.UUID(receipt['instance_id']).hex[:12]}"
-    assert server["labels"] == {"managed-by": "smoke", "smoke-instance-id": receipt["instance_id"]}
+    assert server["labels"] == {
+        "managed-by": "smoke",
+        "smoke-instance-id": receipt["instance_id"],
+        "smoke-customer-id": str(SCOPE.customer_id),
+    }
     assert (server["location"], server["server_type"], server["image"]) == ("nbg1", "cpx32", "ubuntu-24.04")
     assert server["status"] == "running"
 
@@ -93,10 +100,18 @@ async def test_a_planted_orphan_server_is_deleted_by_reconcile(
         "server_type": "cpx22",
         "image": "ubuntu-24.04",
         "location": "fsn1",
-        "labels": {"managed-by": "smoke", "smoke-instance-id": str(uuid.uuid4())},
+        "labels": {
+            "managed-by": "smoke",
+            "smoke-instance-id": str(uuid.uuid4()),
+            "smoke-customer-id": str(SCOPE.customer_id),
+        },
     }
-    bystander = orphan | {"name": "not-ours", "labels": {"team": "other"}}
-    for body in (orphan, bystander):
+    bystanders = [
+        orphan | {"name": "not-ours", "labels": {"team": "other"}},
+        orphan | {"name": "staging", "labels": orphan["labels"] | {"smoke-customer-id": str(uuid.uuid4())}},
+        orphan | {"name": "old-stranger", "labels": {"managed-by": "smoke", "smoke-instance-id": str(uuid.uuid4())}},
+    ]
+    for body in (orphan, *bystanders):
         created = await cloud.post("/v1/servers", json=body, headers={"Authorization": f"Bearer {SIM_TOKEN}"})
         assert created.status_code == 201
 
@@ -104,7 +119,7 @@ async def test_a_planted_orphan_server_is_deleted_by_reconcile(
 
     assert report["orphans_deleted"] == 1
 
-    async def only_the_bystander_left() -> bool:
-        return [s["name"] for s in await servers(cloud)] == ["not-ours"]
+    async def only_the_bystanders_left() -> bool:
+        return sorted(s["name"] for s in await servers(cloud)) == ["not-ours", "old-stranger", "staging"]
 
-    await until(only_the_bystander_left)
+    await until(only_the_bystanders_left)

@@ -74,6 +74,6 @@ class ImpatientReconciler(Provider):
     def __init__(self) -> None:
         super().__init__(scope=Scope.APP)
 
-    @provide
+    @provide(override=True)
     def policy(self, settings: Settings) -> ReconcilePolicy:
         return ReconcilePolicy(settings.provision_timeout_seconds, settings.instance_ttl_seconds, 0)

@@ -92,7 +92,7 @@ async def test_concurrent_and_repeated_deletes_answer_consistently_clean_up_once
         servers_left=state.servers,
         orphaned=state.orphaned,
     )
-    assert state_at_delete[provisioning] in ("not inserted yet", "provisioning")
+    assert state_at_delete[provisioning] in ("queued", "provisioning")
     assert deleted_directly.status_code == 200
     assert inconsistent == 0
     assert soft_deletes == marked_deleted == [1, 1, 1]

@@ -12,7 +12,7 @@ import uuid
 
 from smoke.bootstrap import make_container
 from smoke.domain.errors import CloudError
-from smoke.domain.models import INSTANCE_ID_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ServerSpec
+from smoke.domain.models import CUSTOMER_LABEL, INSTANCE_ID_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ServerSpec
 from smoke.domain.services import Reconciler
 from smoke.settings import Settings
 from smoke.testing.fakes import FakeCloudProvider
@@ -38,7 +38,11 @@ async def test_an_undeletable_orphan_does_not_keep_reconcile_from_deleting_the_o
     cloud = fakes.cloud = _RefusingCloud()
     orphans = []
     for n in range(3):
-        labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INSTANCE_ID_LABEL: str(uuid.uuid4())}
+        labels = {
+            MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+            INSTANCE_ID_LABEL: str(uuid.uuid4()),
+            CUSTOMER_LABEL: str(Settings().customer_id),
+        }
         spec = ServerSpec(f"orphan-{n}", "cpx22", "ubuntu-24.04", "fsn1", labels, "#cloud-config\n")
         orphans.append(await cloud.create_server(spec))
     cloud.protected = {orphans[0].id}

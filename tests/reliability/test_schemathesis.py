@@ -29,9 +29,9 @@ from schemathesis.core.failures import FailureGroup
 from smoke.api import create_app
 from smoke.api import schemas as api_schemas
 from smoke.bootstrap import make_container
-from smoke.domain.catalog import SEEDED_MANIFESTS, SEEDED_REGIONS, SEEDED_TIERS
+from smoke.domain.catalog import SEEDED_CATALOG
 from smoke.domain.models import ChatEvent
-from smoke.domain.services import InstanceBuilder
+from smoke.domain.services import Provisioner
 from smoke.settings import Settings
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.reliability import figures
@@ -41,9 +41,9 @@ TOKEN = "schemathesis-ops-token"
 MAX_EXAMPLES = 40
 USAGE_PATH = "/internal/v1/agent/usage-events"
 CATALOG = {
-    "manifest_id": sorted(SEEDED_MANIFESTS),
-    "region_id": sorted(SEEDED_REGIONS),
-    "tier_id": sorted(SEEDED_TIERS),
+    "manifest_id": sorted(SEEDED_CATALOG.manifests),
+    "region_id": sorted(SEEDED_CATALOG.regions),
+    "tier_id": sorted(SEEDED_CATALOG.tiers),
 }
 LENGTHS = {"manifest_id": 100, "region_id": 80, "tier_id": 80}
 REPLY = [
@@ -150,9 +150,8 @@ def served() -> Iterator[ThreadedServer]:
 
 
 async def _build(app: Litestar, instance_id: uuid.UUID) -> None:
-    async with app.state.dishka_container() as scope:
-        builder = await scope.get(InstanceBuilder)
-        status = await builder.build(instance_id)
+    provisioner = await app.state.dishka_container.get(Provisioner)
+    status = await provisioner.provision(instance_id)
     assert status is not None
     assert status.value == "running"
 

@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
-from smoke.adapters.postgres.migrate import seed
+from smoke.adapters.postgres.migrate import seed_customer
 from smoke.adapters.tokens import HmacTokenIssuer
 from smoke.domain.models import CustomerScope
 from smoke.serving import serve_asgi
@@ -305,7 +305,7 @@ OTHER = CustomerScope(uuid.UUID(int=0xAC), uuid.UUID(int=0xAE), uuid.UUID(int=0x
 async def test_another_customers_instance_is_invisible_on_every_endpoint_and_bodies_over_64_kib_are_413(
     settings: Settings, cloud_url: str, db: asyncpg.Connection, database_url: str, row_test: str
 ) -> None:
-    seed(database_url, OTHER)
+    seed_customer(database_url, OTHER)
     theirs = uuid.uuid4()
     await db.execute(
         "INSERT INTO provision_ledger (customer_id, idempotency_key, fingerprint, instance_id, task_id, manifest_id, "

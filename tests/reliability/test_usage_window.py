@@ -16,7 +16,7 @@ import uuid
 
 import asyncpg
 
-from smoke.adapters.postgres.migrate import seed
+from smoke.adapters.postgres.migrate import seed_customer
 from smoke.adapters.postgres.reads import _COUNT
 from smoke.domain.models import CustomerScope
 from smoke.settings import Settings
@@ -71,7 +71,7 @@ def _age(rng: random.Random) -> float:
 async def test_llm_events_matches_an_oracle_at_a_million_rows_and_under_concurrent_reports(
     settings: Settings, cloud_url: str, db: asyncpg.Connection, database_url: str, row_test: str
 ) -> None:
-    seed(database_url, OTHER)
+    seed_customer(database_url, OTHER)
     rng = random.Random(15)
     load_seconds = await _background(db)
     async with served_stack(stack_settings(settings, cloud_url), worker=False) as stack:

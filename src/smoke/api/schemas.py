@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
 import msgspec
 from msgspec import Meta
 
+from smoke.domain.models import InstanceSummary
+
 __all__ = (
     "ChatCreate",
     "DeleteRead",
     "ErrorRead",
+    "EventRead",
+    "EventsRead",
+    "InstanceListRead",
+    "InstanceSummaryRead",
     "LlmEventsRead",
     "PollRead",
     "ProvisionCreate",
@@ -65,6 +72,52 @@ class LlmEventsRead(msgspec.Struct):
     instance_id: UUID
     providers: list[str]
     window_seconds: int
+
+
+class EventRead(msgspec.Struct):
+    at: datetime
+    status: str
+    reason: str | None
+
+
+class EventsRead(msgspec.Struct):
+    instance_id: UUID
+    events: list[EventRead]
+
+
+class InstanceSummaryRead(msgspec.Struct):
+    id: UUID
+    hostname: str
+    status: str
+    manifest_id: str
+    region_id: str
+    tier_id: str
+    created_at: datetime
+    running_at: datetime | None
+    deleted_at: datetime | None
+    provision_seconds: float | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, summary: InstanceSummary) -> InstanceSummaryRead:
+        return cls(
+            id=summary.id,
+            hostname=summary.hostname,
+            status=summary.status,
+            manifest_id=summary.manifest_id,
+            region_id=summary.region_id,
+            tier_id=summary.tier_id,
+            created_at=summary.created_at,
+            running_at=summary.running_at,
+            deleted_at=summary.deleted_at,
+            provision_seconds=summary.provision_seconds,
+            reason=summary.reason,
+        )
+
+
+class InstanceListRead(msgspec.Struct):
+    instances: list[InstanceSummaryRead]
+    next_before: str | None
 
 
 class ChatCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -65,9 +65,16 @@ class StorageUnavailable(SmokeError):
 class CloudError(SmokeError):
     """The cloud refused a request for good (not retryable); ``code`` is the provider's error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, provider: str = "cloud") -> None:
         self.code = code
+        self.message = message
+        self.provider = provider
         super().__init__(f"{message} ({code})")
+
+    @property
+    def reason(self) -> str:
+        """One line for an operator: ``Hetzner: resource_unavailable: cpx22 is not available in fsn1``."""
+        return f"{self.provider}: {self.code}: {self.message}"
 
 
 class CloudTransientError(CloudError):

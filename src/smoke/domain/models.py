@@ -6,20 +6,29 @@ import dataclasses
 import enum
 import hashlib
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 from uuid import UUID
 
 __all__ = (
+    "AgentBoot",
+    "AgentKind",
     "AgentToken",
     "ChatEvent",
     "CloudServer",
     "CustomerScope",
     "DeletionReceipt",
     "Instance",
+    "InstancePage",
     "InstanceStatus",
+    "InstanceSummary",
     "InstanceView",
     "LedgerEntry",
+    "LlmBackend",
+    "Manifest",
+    "PageCursor",
     "Placement",
     "PollResult",
     "ProvisionReceipt",
@@ -36,6 +45,7 @@ HOSTNAME_PREFIX = "smoke-"
 MANAGED_BY_LABEL = "managed-by"
 MANAGED_BY_VALUE = "smoke"
 INSTANCE_ID_LABEL = "smoke-instance-id"
+CUSTOMER_LABEL = "smoke-customer-id"
 
 
 def provision_task_id(instance_id: UUID) -> str:
@@ -48,8 +58,13 @@ def cleanup_task_id(instance_id: UUID) -> str:
 
 
 class InstanceStatus(enum.StrEnum):
-    """Where an instance is: ``provisioning`` → ``running`` | ``failed``; then ``deleting`` → ``deleted``."""
+    """Where an instance is: ``provisioning`` → ``running`` | ``failed``; then ``deleting`` → ``deleted``.
 
+    ``queued`` is never stored: it is how an accepted request whose instance row the worker has not inserted yet
+    reads, so that every endpoint tells the same story about an id it allocated.
+    """
+
+    QUEUED = "queued"
     PROVISIONING = "provisioning"
     RUNNING = "running"
     FAILED = "failed"
@@ -81,23 +96,57 @@ class ProvisionRequest:
         return hashlib.sha256(body.encode()).hexdigest()
 
 
+class AgentKind(enum.StrEnum):
+    """Who runs the agent on a manifest's server."""
+
+    REFERENCE = "reference"
+    """cloud-init installs and starts smoke's reference agent on a stock image."""
+    IMAGE = "image"
+    """The image runs its own agent; smoke only writes its configuration."""
+
+
+@dataclass(frozen=True, slots=True)
+class LlmBackend:
+    """An OpenAI-compatible endpoint the reference agent streams from; the key's value lives in a setting."""
+
+    provider: str
+    base_url: str
+    model: str
+    api_key_setting: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What runs on an instance's server: the image, who runs the agent and how it is reached."""
+
+    id: str
+    image: str
+    agent: AgentKind = AgentKind.REFERENCE
+    agent_port: int = 8080
+    user_data: str | None = None
+    """More cloud-config, merged into what smoke generates."""
+    llm: LlmBackend | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """A request resolved against the catalog: what the cloud is asked for."""
 
-    manifest_id: str
+    manifest: Manifest
     region_id: str
     tier_id: str
-    image: str
     location: str
     server_type: str
+
+    @property
+    def image(self) -> str:
+        return self.manifest.image
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """The durable record of an accepted provision request (the idempotency record)."""
+    """The durable record of an accepted provision request (the idempotency record) of the smoke customer."""
 
-    customer_id: UUID
     idempotency_key: str
     fingerprint: str
     instance_id: UUID
@@ -139,6 +188,63 @@ class InstanceView:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceSummary:
+    """One instance as the list shows it: where it is, what it was asked for, when it got there, why it failed."""
+
+    id: UUID
+    hostname: str
+    status: InstanceStatus
+    manifest_id: str
+    region_id: str
+    tier_id: str
+    created_at: datetime
+    """When its provision request was accepted."""
+    running_at: datetime | None
+    deleted_at: datetime | None
+    reason: str | None
+
+    @property
+    def provision_seconds(self) -> float | None:
+        """From the request being accepted to the instance running; None if it never ran."""
+        return None if self.running_at is None else (self.running_at - self.created_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class PageCursor:
+    """Where a page of the newest-first list ended: the next page holds what was accepted before it.
+
+    Written as ``<microseconds since the epoch>_<instance id as 32 hex digits>`` (``PATTERN``): every string of that
+    form is a cursor, so a client can never build one the list refuses.
+    """
+
+    created_at: datetime
+    instance_id: UUID
+
+    PATTERN: ClassVar[str] = r"^[0-9]{1,16}_[0-9a-f]{32}$"
+
+    def encode(self) -> str:
+        micros = (self.created_at - _EPOCH) // timedelta(microseconds=1)
+        return f"{micros}_{self.instance_id.hex}"
+
+    @classmethod
+    def decode(cls, text: str) -> PageCursor:
+        """The cursor ``encode`` wrote. Raises ``ValueError`` for a string not of ``PATTERN``."""
+        if re.fullmatch(cls.PATTERN, text) is None:
+            raise ValueError("not a cursor of this list: pass the next_before of the previous page")
+        micros, instance_id = text.split("_")
+        return cls(_EPOCH + timedelta(microseconds=int(micros)), UUID(hex=instance_id))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    instances: list[InstanceSummary]
+    next_before: PageCursor | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeletionReceipt:
     instance_id: UUID
     status: InstanceStatus
@@ -167,6 +273,11 @@ class Instance:
     def hostname_for(instance_id: UUID) -> str:
         """The hostname, and so the server name, of an instance: deterministic, so a re-run finds its server."""
         return f"{HOSTNAME_PREFIX}{instance_id.hex[:12]}"
+
+    @staticmethod
+    def queued_view(instance_id: UUID) -> InstanceView:
+        """How an accepted request reads before the worker has inserted its instance row."""
+        return InstanceView(instance_id, Instance.hostname_for(instance_id), InstanceStatus.QUEUED)
 
     @classmethod
     def new(cls, entry: LedgerEntry, scope: CustomerScope, now: datetime) -> Instance:
@@ -208,7 +319,11 @@ class Instance:
         return InstanceView(self.id, self.hostname, self.status)
 
     def labels(self) -> dict[str, str]:
-        """The labels its server carries: who manages it and which instance it belongs to."""
+        """The labels its server carries: who manages it, for which customer, and which instance it belongs to."""
+        return {**self.selector(), CUSTOMER_LABEL: str(self.customer_id)}
+
+    def selector(self) -> dict[str, str]:
+        """The labels that find its servers, also those created before servers carried the customer label."""
         return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INSTANCE_ID_LABEL: str(self.id)}
 
 
@@ -232,6 +347,9 @@ class ServerSpec:
     location: str
     labels: dict[str, str]
     user_data: str
+    ssh_keys: tuple[str, ...] = ()
+    """Names or ids of the project's SSH keys to install; with none, Hetzner mails a root password."""
+    firewall_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +365,16 @@ class CloudServer:
     @property
     def is_running(self) -> bool:
         return self.status == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentBoot:
+    """What an agent VPS is told at boot (its cloud-init user data): who it is and where it reports usage."""
+
+    instance_id: UUID
+    agent_token: str
+    usage_url: str
+    manifest: Manifest
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,27 +3,36 @@
 Every port is a ``Protocol`` whose methods are abstract, so an adapter that subclasses it and forgets a method cannot
 be instantiated, and mypy checks each implementation against the contract at its definition.
 
-Transactions: the write-side stores (``ProvisionLedger``, ``InstanceRepository``, ``AgentCredentialStore``) of one
-unit of work share one transaction; nothing they write is visible to others until ``UnitOfWork.commit``. Ending a
-unit of work without committing discards its writes. The read-side ports (``InstanceReader``, ``UsageEventStore``)
-read committed data and write, when they do, in a transaction of their own.
+Customer scope: every store is bound to the one smoke customer when it is built. None of its methods can read,
+change or even count a row of another customer; the database may be the platform's, shared with real customers.
+
+Transactions: ``Database.begin()`` opens a unit of work, an async context manager whose write-side stores
+(``ledger``, ``instances``, ``credentials``) share one transaction. Nothing they write is visible to anyone else
+until ``commit``; leaving the block without committing discards it and releases its locks. A unit of work is
+never held across a wait: no sleep, no call to the cloud or an agent inside one. The read-side ports
+(``InstanceReader``, ``UsageEventStore``) read committed data and write, when they do, in a transaction of their own.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from smoke.domain.models import (
+    AgentBoot,
     AgentToken,
     ChatEvent,
     CloudServer,
     Instance,
+    InstancePage,
+    InstanceStatus,
     InstanceView,
     LedgerEntry,
+    PageCursor,
     Placement,
     PollResult,
     ServerSpec,
@@ -39,6 +48,7 @@ __all__ = (
     "ChatStream",
     "Clock",
     "CloudProvider",
+    "Database",
     "InstanceReader",
     "InstanceRepository",
     "JobQueue",
@@ -47,41 +57,30 @@ __all__ = (
     "TokenIssuer",
     "UnitOfWork",
     "UsageEventStore",
+    "UserDataRenderer",
 )
 
 
-class UnitOfWork(Protocol):
-    """One database transaction shared by the write-side stores of a request or a job."""
-
-    @abstractmethod
-    async def commit(self) -> None:
-        """Make every write of this unit durable and visible. Raises ``StorageUnavailable`` if it cannot."""
-
-    @abstractmethod
-    async def rollback(self) -> None:
-        """Discard every write since the last commit and release the locks taken."""
-
-
 class ProvisionLedger(Protocol):
-    """The idempotency record of provision requests: one entry per (customer, key), never two."""
+    """The idempotency record of the smoke customer's provision requests: one entry per key, never two."""
 
     @abstractmethod
-    async def get(self, customer_id: UUID, idempotency_key: str) -> LedgerEntry | None:
+    async def get(self, idempotency_key: str) -> LedgerEntry | None:
         """The entry of that key, or None."""
 
     @abstractmethod
-    async def get_by_instance(self, customer_id: UUID, instance_id: UUID) -> LedgerEntry | None:
-        """The entry that allocated ``instance_id`` for this customer, or None (also for another customer's)."""
+    async def get_by_instance(self, instance_id: UUID) -> LedgerEntry | None:
+        """The entry that allocated ``instance_id``, or None (also for another customer's instance)."""
 
     @abstractmethod
-    async def lock(self, customer_id: UUID) -> None:
+    async def lock(self) -> None:
         """Serialise the customer's submissions: block until no other unit of work holds this lock.
 
-        Held until the unit of work commits or rolls back, so a check-then-insert under it is atomic.
+        Held until the unit of work ends, so a check-then-insert under it is atomic.
         """
 
     @abstractmethod
-    async def count_live(self, customer_id: UUID) -> int:
+    async def count_live(self) -> int:
         """Entries that hold a slot of the live-instance cap.
 
         An entry holds a slot until its instance is soft-deleted or has failed; an entry whose instance row the
@@ -98,14 +97,15 @@ class ProvisionLedger(Protocol):
 
 
 class InstanceRepository(Protocol):
-    """Instances, their status history, for the write side (inside a unit of work)."""
+    """The smoke customer's instances and their status history, for the write side."""
 
     @abstractmethod
     async def claim(self, instance: Instance) -> Instance:
         """Insert ``instance`` unless a row with its id exists; return the stored row, locked until the unit ends.
 
         Safe under concurrency: two units claiming the same id both get the one stored row, one after the other.
-        Inserting records the first status-history entry.
+        Inserting records the first status-history entry. Raises ``InstanceNotFound`` if the id is another
+        customer's.
         """
 
     @abstractmethod
@@ -114,7 +114,12 @@ class InstanceRepository(Protocol):
 
     @abstractmethod
     async def save(self, instance: Instance) -> None:
-        """Store the instance's fields; when its status changed, append a status-history entry."""
+        """Store the instance's fields; when its status changed, append a status-history entry with its reason."""
+
+    @abstractmethod
+    async def note(self, instance: Instance, reason: str) -> None:
+        """Append a history entry for the instance's current status with ``reason``: something happened that did
+        not change its status (a failed attempt that will be retried). No-op if the last entry says the same."""
 
     @abstractmethod
     async def history(self, instance_id: UUID) -> list[StatusChange]:
@@ -122,7 +127,7 @@ class InstanceRepository(Protocol):
 
     @abstractmethod
     async def provisioning_since(self, created_before: datetime) -> list[Instance]:
-        """Instances still ``provisioning`` that were created before ``created_before``."""
+        """Instances still ``provisioning``, not soft-deleted, created before ``created_before``."""
 
     @abstractmethod
     async def deleting(self) -> list[Instance]:
@@ -133,12 +138,16 @@ class InstanceRepository(Protocol):
         """Instances not soft-deleted yet that were created before ``created_before``."""
 
     @abstractmethod
+    async def expecting_server(self) -> list[Instance]:
+        """Instances whose recorded server should exist: ``provisioning`` or ``running``, not soft-deleted."""
+
+    @abstractmethod
     async def live_ids(self) -> set[UUID]:
         """Ids of the instances whose server may exist on purpose: not soft-deleted and not failed."""
 
 
 class AgentCredentialStore(Protocol):
-    """The digests of agent tokens, one per instance; deleting them is what revokes an agent."""
+    """The digests of the smoke customer's agent tokens, one per instance; deleting them revokes an agent."""
 
     @abstractmethod
     async def add(self, instance_id: UUID, digest: str) -> None:
@@ -150,27 +159,61 @@ class AgentCredentialStore(Protocol):
 
     @abstractmethod
     async def instance_for(self, digest: str) -> UUID | None:
-        """The instance whose agent token has this digest, or None when unknown or revoked."""
+        """The instance whose agent token has this digest, or None when unknown, revoked or another customer's."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction of the smoke customer's write-side stores (see the module docstring)."""
+
+    ledger: ProvisionLedger
+    instances: InstanceRepository
+    credentials: AgentCredentialStore
+
+    @abstractmethod
+    async def commit(self) -> None:
+        """Make every write of this unit durable and visible. Raises ``StorageUnavailable`` if it cannot."""
+
+
+class Database(Protocol):
+    """Where units of work come from."""
+
+    @abstractmethod
+    def begin(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """Open a unit of work: ``async with database.begin() as uow: ...; await uow.commit()``.
+
+        Leaving the block without ``commit`` (an exception included) rolls it back. Raises ``StorageUnavailable``.
+        """
 
 
 class InstanceReader(Protocol):
-    """Committed instance state for the hot read paths (status, poll). Scoped to one customer."""
+    """The smoke customer's committed instance state, for the reads (status, poll, events, list, chat)."""
 
     @abstractmethod
-    async def view(self, customer_id: UUID, instance_id: UUID) -> InstanceView | None:
-        """The instance as Smoke Status shows it, or None if this customer has no such instance row."""
+    async def view(self, instance_id: UUID) -> InstanceView | None:
+        """The instance as Smoke Status shows it; ``queued`` while only its request is recorded; None if not ours."""
 
     @abstractmethod
-    async def poll(self, customer_id: UUID, idempotency_key: str) -> PollResult:
+    async def poll(self, idempotency_key: str) -> PollResult:
         """``found`` once the instance row of that key exists; never raises for an unknown key."""
 
     @abstractmethod
-    async def instance(self, customer_id: UUID, instance_id: UUID) -> Instance | None:
-        """The whole instance row, or None if this customer has no such instance row."""
+    async def instance(self, instance_id: UUID) -> Instance | None:
+        """The whole instance row, or None if the customer has no such instance row."""
 
     @abstractmethod
-    async def owns(self, customer_id: UUID, instance_id: UUID) -> bool:
-        """Whether this customer was allocated that instance id (row inserted or not)."""
+    async def owns(self, instance_id: UUID) -> bool:
+        """Whether the customer was allocated that instance id (row inserted or not)."""
+
+    @abstractmethod
+    async def events(self, instance_id: UUID) -> list[StatusChange] | None:
+        """The instance's history, oldest first, starting with ``queued`` when its request was accepted.
+
+        None if the customer was never allocated that id.
+        """
+
+    @abstractmethod
+    async def page(self, *, status: InstanceStatus | None, limit: int, before: PageCursor | None) -> InstancePage:
+        """The customer's instances, newest request first, ``limit`` at most, those accepted before ``before``."""
 
 
 class UsageEventStore(Protocol):
@@ -197,7 +240,18 @@ class Catalog(Protocol):
 
     @abstractmethod
     async def resolve(self, manifest_id: str, region_id: str, tier_id: str) -> Placement:
-        """Resolve the three ids. Raises ``UnknownCatalogEntry`` for the first unknown one (manifest, region, tier)."""
+        """Resolve the three ids.
+
+        Raises ``UnknownCatalogEntry`` for the first (manifest, region, tier) that is unknown or retired.
+        """
+
+
+class UserDataRenderer(Protocol):
+    """The cloud-init user data that boots an agent VPS."""
+
+    @abstractmethod
+    def render(self, boot: AgentBoot) -> str:
+        """``#cloud-config`` that writes the agent's configuration and, for a reference manifest, runs the agent."""
 
 
 class JobQueue(Protocol):

@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dishka import Provider, Scope, provide
 
+from smoke.domain.models import CustomerScope
 from smoke.domain.ports import (
     AgentClient,
-    AgentCredentialStore,
     Catalog,
     Clock,
     CloudProvider,
+    Database,
     InstanceReader,
-    InstanceRepository,
     JobQueue,
-    ProvisionLedger,
     ReadinessProbe,
     TokenIssuer,
-    UnitOfWork,
     UsageEventStore,
+    UserDataRenderer,
 )
 from smoke.testing.fakes import (
     FakeAgentClient,
-    FakeAgentCredentialStore,
     FakeCatalog,
     FakeCloudProvider,
+    FakeDatabase,
     FakeInstanceReader,
-    FakeInstanceRepository,
     FakeJobQueue,
-    FakeProvisionLedger,
     FakeReadinessProbe,
     FakeTokenIssuer,
-    FakeUnitOfWork,
     FakeUsageEventStore,
+    FakeUserDataRenderer,
     InMemoryDatabase,
 )
 
@@ -39,72 +38,70 @@ __all__ = ("FakeAdaptersProvider",)
 
 
 class FakeAdaptersProvider(Provider):
-    """Every port on in-memory fakes sharing one ``InMemoryDatabase``; the fakes are attributes to assert on."""
+    """Every port on in-memory fakes sharing one ``InMemoryDatabase``; the fakes are attributes to assert on.
+
+    The database fakes are bound to the customer of the container's settings (``SMOKE_CUSTOMER_ID``...), like the
+    real adapters. The cloud and agent fakes refuse to be called while the calling task holds a unit of work.
+    """
 
     def __init__(self, db: InMemoryDatabase | None = None) -> None:
         super().__init__(scope=Scope.APP)
         self.db = db or InMemoryDatabase()
-        self.ledger = FakeProvisionLedger(self.db)
-        self.instances = FakeInstanceRepository(self.db)
-        self.credentials = FakeAgentCredentialStore(self.db)
-        self.reader = FakeInstanceReader(self.db)
         self.usage = FakeUsageEventStore(self.db)
-        self.uow = FakeUnitOfWork()
         self.catalog = FakeCatalog()
         self.queue = FakeJobQueue()
         self.cloud = FakeCloudProvider()
         self.agents = FakeAgentClient()
         self.tokens = FakeTokenIssuer()
         self.readiness = FakeReadinessProbe()
+        self.user_data = FakeUserDataRenderer()
 
-    @provide
+    @provide(override=True)
     def provide_clock(self) -> Clock:
         return self.db.clock
 
-    @provide
-    def provide_ledger(self) -> ProvisionLedger:
-        return self.ledger
+    @provide(override=True)
+    def provide_database(self, scope: CustomerScope) -> Database:
+        return FakeDatabase(self.db, scope)
 
-    @provide
-    def provide_instances(self) -> InstanceRepository:
-        return self.instances
+    @provide(override=True)
+    def provide_reader(self, scope: CustomerScope) -> InstanceReader:
+        return FakeInstanceReader(self.db, scope)
 
-    @provide
-    def provide_credentials(self) -> AgentCredentialStore:
-        return self.credentials
-
-    @provide
-    def provide_reader(self) -> InstanceReader:
-        return self.reader
-
-    @provide
+    @provide(override=True)
     def provide_usage(self) -> UsageEventStore:
         return self.usage
 
-    @provide
-    def provide_uow(self) -> UnitOfWork:
-        return self.uow
-
-    @provide
+    @provide(override=True)
     def provide_catalog(self) -> Catalog:
         return self.catalog
 
-    @provide
+    @provide(override=True)
     def provide_queue(self) -> JobQueue:
         return self.queue
 
-    @provide
+    @provide(override=True)
     def provide_cloud(self) -> CloudProvider:
+        self._guard(self.cloud.before_waiting)
         return self.cloud
 
-    @provide
+    @provide(override=True)
     def provide_agents(self) -> AgentClient:
+        self._guard(self.agents.before_waiting)
         return self.agents
 
-    @provide
+    @provide(override=True)
     def provide_tokens(self) -> TokenIssuer:
         return self.tokens
 
-    @provide
+    @provide(override=True)
     def provide_readiness(self) -> ReadinessProbe:
         return self.readiness
+
+    @provide(override=True)
+    def provide_user_data(self) -> UserDataRenderer:
+        return self.user_data
+
+    def _guard(self, checks: list[Callable[[str], None]]) -> None:
+        if self.db.refuse_open_transaction not in checks:
+            checks.append(self.db.refuse_open_transaction)

@@ -1,5 +1,5 @@
-"""The saq driver: thin job functions, each run in its own dishka REQUEST scope."""
+"""The saq driver: thin job functions on the domain services of one dishka container."""
 
-from smoke.worker.settings import make_worker, running_worker
+from smoke.worker.runner import make_worker, running_worker
 
 __all__ = ("make_worker", "running_worker")

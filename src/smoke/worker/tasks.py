@@ -1,4 +1,4 @@
-"""The jobs. Each resolves its service from the REQUEST scope that ``before_process`` opened for it."""
+"""The jobs: thin functions that hand their instance id to a domain service from the worker's container."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from saq import Job
 from saq.types import Context
 
 from smoke.domain.models import InstanceStatus
-from smoke.domain.services import Decommissioner, InstanceBuilder, Reconciler
+from smoke.domain.services import Cleaner, Provisioner, Reconciler
 from smoke.observability import PROVISION_SECONDS
 
 __all__ = ("JobContext", "JobHeartbeat", "cleanup", "provision", "reconcile")
 
 
 class JobContext(Context, total=False):
-    request_container: AsyncContainer
-    """The job's dishka REQUEST scope, opened before it runs and closed after."""
+    container: AsyncContainer
+    """The worker's dishka container; its services are stateless and open their own units of work."""
 
 
 class JobHeartbeat:
@@ -36,15 +36,11 @@ class JobHeartbeat:
             await self._job.update()
 
 
-def _scope(ctx: JobContext) -> AsyncContainer:
-    return ctx["request_container"]
-
-
 async def provision(ctx: JobContext, *, instance_id: str) -> str | None:
-    """Provision the instance (SPEC §3); safe to run again after any crash."""
-    builder = await _scope(ctx).get(InstanceBuilder)
+    """Provision the instance; safe to run again after any crash."""
+    provisioner = await ctx["container"].get(Provisioner)
     job = ctx["job"]
-    status = await builder.build(UUID(instance_id), JobHeartbeat(job, every=max(job.heartbeat / 3, 1.0)))
+    status = await provisioner.provision(UUID(instance_id), JobHeartbeat(job, every=max(job.heartbeat / 3, 1.0)))
     if status is InstanceStatus.RUNNING:
         PROVISION_SECONDS.observe(max(time.time() - job.queued / 1000, 0.0))
     return status.value if status else None
@@ -52,12 +48,12 @@ async def provision(ctx: JobContext, *, instance_id: str) -> str | None:
 
 async def cleanup(ctx: JobContext, *, instance_id: str) -> str | None:
     """Delete the soft-deleted instance's server (a 404 counts as done), then mark it ``deleted``."""
-    decommissioner = await _scope(ctx).get(Decommissioner)
-    status = await decommissioner.decommission(UUID(instance_id))
+    cleaner = await ctx["container"].get(Cleaner)
+    status = await cleaner.clean(UUID(instance_id))
     return status.value if status else None
 
 
 async def reconcile(ctx: JobContext) -> dict[str, int]:
-    """Converge lost jobs, stale provisions, expired instances and orphan servers (cron, every minute)."""
-    reconciler = await _scope(ctx).get(Reconciler)
+    """Converge lost jobs, stale provisions, expired instances, orphan servers and ghosts (cron, every minute)."""
+    reconciler = await ctx["container"].get(Reconciler)
     return dataclasses.asdict(await reconciler.reconcile())

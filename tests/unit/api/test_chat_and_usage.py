@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 
-from smoke.domain.models import ChatEvent, CloudServer, Instance, InstanceStatus, LedgerEntry
-from smoke.settings import Settings
-from smoke.testing import FakeClock
+from smoke.domain.models import ChatEvent, CloudServer, Instance, InstanceStatus
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.unit.api.conftest import SMOKE
+from tests.unit.conftest import plant_instance, plant_request
 
-SCOPE = Settings().customer_scope()
 REPLY = [
     ChatEvent("delta", '{"text": "hello"}', "1"),
     ChatEvent("delta", '{"text": " world"}', "2"),
@@ -23,22 +19,11 @@ USAGE = {"request_id": "r1", "provider": "anthropic", "model": "m", "input_token
 
 
 async def _instance(fakes: FakeAdaptersProvider, status: InstanceStatus = InstanceStatus.RUNNING) -> Instance:
-    instance_id = uuid.uuid4()
-    now = FakeClock().now()
-    entry = LedgerEntry(
-        SCOPE.customer_id, str(instance_id), "f", instance_id, "t", "agent-default", "fsn1", "small", now
-    )
-    fakes.db.ledger[SCOPE.customer_id, entry.idempotency_key] = entry
-    instance = Instance.new(entry, SCOPE, now).with_status(status)
-    instance = await fakes.instances.claim(instance.with_server(CloudServer(7, "s", "running", {}, "203.0.113.7")))
-    await fakes.credentials.add(instance.id, fakes.tokens.agent_token(instance.id).digest)
+    instance = plant_instance(fakes, status=status, with_server=False, deleted=status is InstanceStatus.DELETED)
+    instance = instance.with_server(CloudServer(7, "s", "running", {}, "203.0.113.7"))
+    fakes.db.instances[instance.id] = instance
+    fakes.db.credentials[instance.id] = fakes.tokens.agent_token(instance.id).digest
     return instance
-
-
-def _server(instance_id: uuid.UUID):  # type: ignore[no-untyped-def]
-    from smoke.domain.models import CloudServer
-
-    return CloudServer(7, "s", "running", {}, "203.0.113.7")
 
 
 async def test_a_running_instance_relays_the_agents_events_as_sse(
@@ -86,6 +71,16 @@ async def test_an_instance_that_is_not_running_is_409(
 
     assert response.status_code == 409
     assert fakes.agents.turns == []
+
+
+async def test_an_accepted_request_not_inserted_yet_is_409_queued(
+    client: httpx.AsyncClient, fakes: FakeAdaptersProvider
+) -> None:
+    entry = plant_request(fakes)
+
+    response = await client.post(f"{SMOKE}/instances/{entry.instance_id}/chat", json={"message": "hi"})
+
+    assert (response.status_code, response.json()) == (409, {"detail": "Instance is queued, not running"})
 
 
 async def test_an_unreachable_agent_is_a_json_502(client: httpx.AsyncClient, fakes: FakeAdaptersProvider) -> None:

@@ -5,14 +5,10 @@ import uuid
 
 import httpx
 
-from smoke.domain.models import CustomerScope, Instance, InstanceStatus, LedgerEntry
-from smoke.settings import Settings
-from smoke.testing import FakeClock
+from smoke.domain.models import Instance, InstanceStatus
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.unit.api.conftest import SMOKE, provision_body
-
-SCOPE = Settings().customer_scope()
-NOW = FakeClock().now()
+from tests.unit.conftest import OTHER, SCOPE, plant_instance
 
 
 async def test_provision_answers_the_receipt(client: httpx.AsyncClient, fakes: FakeAdaptersProvider) -> None:
@@ -66,14 +62,16 @@ async def test_poll_status_and_delete_follow_the_instance(
         "instance_id": None,
         "status": None,
     }
+    queued = (await client.get(f"{SMOKE}/instances/{instance_id}")).json()
     entry = next(iter(fakes.db.ledger.values()))
-    await fakes.instances.claim(Instance.new(entry, SCOPE, fakes.db.clock.now()))
+    fakes.db.instances[entry.instance_id] = Instance.new(entry, SCOPE, fakes.db.clock.now())
 
     poll = (await client.get(f"{SMOKE}/instances/by-key/ci-run-1")).json()
     status = (await client.get(f"{SMOKE}/instances/{instance_id}")).json()
     deleted = (await client.delete(f"{SMOKE}/instances/{instance_id}")).json()
     after = (await client.get(f"{SMOKE}/instances/{instance_id}")).json()
 
+    assert queued == {"hostname": f"smoke-{uuid.UUID(instance_id).hex[:12]}", "id": instance_id, "status": "queued"}
     assert poll == {"found": True, "instance_id": instance_id, "status": "provisioning"}
     assert status == {
         "hostname": f"smoke-{uuid.UUID(instance_id).hex[:12]}",
@@ -88,13 +86,10 @@ async def test_poll_status_and_delete_follow_the_instance(
 async def test_another_customers_instance_is_404_exactly_like_a_missing_one(
     client: httpx.AsyncClient, fakes: FakeAdaptersProvider
 ) -> None:
-    other = CustomerScope(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
-    entry = LedgerEntry(other.customer_id, "theirs", "f", uuid.uuid4(), "t", "agent-default", "fsn1", "small", NOW)
-    fakes.db.ledger[other.customer_id, "theirs"] = entry
-    theirs = await fakes.instances.claim(Instance.new(entry, other, NOW))
+    theirs = plant_instance(fakes, OTHER)
     missing = uuid.uuid4()
 
-    for method, suffix in (("GET", ""), ("DELETE", ""), ("GET", "/llm-events")):
+    for method, suffix in (("GET", ""), ("DELETE", ""), ("GET", "/llm-events"), ("GET", "/events")):
         foreign = await client.request(method, f"{SMOKE}/instances/{theirs.id}{suffix}")
         unknown = await client.request(method, f"{SMOKE}/instances/{missing}{suffix}")
         assert (foreign.status_code, foreign.content) == (unknown.status_code, unknown.content)
@@ -133,6 +128,8 @@ async def test_instance_status_is_a_string_of_the_documented_set(
 ) -> None:
     instance_id = (await client.post(f"{SMOKE}/provision", json=provision_body())).json()["instance_id"]
     entry = next(iter(fakes.db.ledger.values()))
-    await fakes.instances.claim(Instance.new(entry, SCOPE, fakes.db.clock.now()).with_status(InstanceStatus.RUNNING))
+    fakes.db.instances[entry.instance_id] = Instance.new(entry, SCOPE, fakes.db.clock.now()).with_status(
+        InstanceStatus.RUNNING
+    )
 
     assert (await client.get(f"{SMOKE}/instances/{instance_id}")).json()["status"] == "running"

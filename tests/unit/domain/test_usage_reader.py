@@ -6,9 +6,9 @@ import pytest
 
 from smoke.domain.errors import InstanceNotFound
 from smoke.domain.models import UsageCount, UsageEvent
-from smoke.domain.services import Provisioner, UsageReader
+from smoke.domain.services import UsageReader
 from smoke.testing.providers import FakeAdaptersProvider
-from tests.unit.conftest import a_request
+from tests.unit.conftest import OTHER, plant_request
 
 
 def _event(instance_id: uuid.UUID, request_id: str, provider: str = "anthropic") -> UsageEvent:
@@ -16,9 +16,9 @@ def _event(instance_id: uuid.UUID, request_id: str, provider: str = "anthropic")
 
 
 async def test_counts_only_this_instances_events_inside_the_window(
-    usage_reader: UsageReader, provisioner: Provisioner, fakes: FakeAdaptersProvider
+    usage_reader: UsageReader, fakes: FakeAdaptersProvider
 ) -> None:
-    instance_id = (await provisioner.submit(a_request())).instance_id
+    instance_id = plant_request(fakes).instance_id
     await fakes.usage.record(_event(instance_id, "old"))
     fakes.db.clock.advance(901)
     await fakes.usage.record(_event(instance_id, "edge", "openai"))
@@ -31,10 +31,8 @@ async def test_counts_only_this_instances_events_inside_the_window(
     assert count == UsageCount(2, ("anthropic", "openai"))
 
 
-async def test_a_report_recorded_twice_counts_once(
-    usage_reader: UsageReader, provisioner: Provisioner, fakes: FakeAdaptersProvider
-) -> None:
-    instance_id = (await provisioner.submit(a_request())).instance_id
+async def test_a_report_recorded_twice_counts_once(usage_reader: UsageReader, fakes: FakeAdaptersProvider) -> None:
+    instance_id = plant_request(fakes).instance_id
 
     assert await fakes.usage.record(_event(instance_id, "r1")) is True
     assert await fakes.usage.record(_event(instance_id, "r1")) is False
@@ -42,6 +40,9 @@ async def test_a_report_recorded_twice_counts_once(
     assert (await usage_reader.count(instance_id, 900)).count == 1
 
 
-async def test_counting_an_instance_never_allocated_is_not_found(usage_reader: UsageReader) -> None:
-    with pytest.raises(InstanceNotFound):
-        await usage_reader.count(uuid.uuid4(), 900)
+async def test_counting_an_instance_never_allocated_or_another_customers_is_not_found(
+    usage_reader: UsageReader, fakes: FakeAdaptersProvider
+) -> None:
+    for instance_id in (uuid.uuid4(), plant_request(fakes, OTHER).instance_id):
+        with pytest.raises(InstanceNotFound):
+            await usage_reader.count(instance_id, 900)

@@ -1,28 +1,29 @@
-"""The write-side stores on one SQLAlchemy ``AsyncSession``: everything they write commits together."""
+"""The write side: units of work on SQLAlchemy ``AsyncSession``s, with stores bound to one customer.
+
+Every statement of every store carries the customer's id (directly, or through the instance it belongs to), so no
+store can read or change a row of another customer: the database may be the platform's, shared with real ones.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Protocol, cast
 from uuid import UUID
 
-from sqlalchemy import RowMapping, Table, delete, func, insert, select, text, update
+from sqlalchemy import RowMapping, Table, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from smoke.adapters.postgres.errors import is_unique_violation, translate_storage_errors
+from smoke.adapters.postgres.errors import is_unique_violation, storage_errors_translated, translate_storage_errors
 from smoke.adapters.postgres.tables import AgentCredentialRow, InstanceRow, InstanceStatusHistoryRow, LedgerRow
-from smoke.domain.errors import IdempotencyKeyReused
-from smoke.domain.models import Instance, InstanceStatus, LedgerEntry, StatusChange
-from smoke.domain.ports import AgentCredentialStore, InstanceRepository, ProvisionLedger, UnitOfWork
+from smoke.domain.errors import IdempotencyKeyReused, InstanceNotFound
+from smoke.domain.models import CustomerScope, Instance, InstanceStatus, LedgerEntry, StatusChange
+from smoke.domain.ports import AgentCredentialStore, Database, InstanceRepository, ProvisionLedger, UnitOfWork
 
-__all__ = (
-    "SqlAlchemyAgentCredentialStore",
-    "SqlAlchemyInstanceRepository",
-    "SqlAlchemyProvisionLedger",
-    "SqlAlchemyUnitOfWork",
-)
+__all__ = ("SqlAlchemyDatabase", "SqlAlchemyUnitOfWork", "instance_from_row")
 
 _LEDGER = cast(Table, LedgerRow.__table__)
 _INSTANCES = cast(Table, InstanceRow.__table__)
@@ -30,53 +31,61 @@ _HISTORY = cast(Table, InstanceStatusHistoryRow.__table__)
 _CREDENTIALS = cast(Table, AgentCredentialRow.__table__)
 
 
+class SqlAlchemyDatabase(Database):
+    """Units of work of the customer of ``scope``, each on a session of its own."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], scope: CustomerScope) -> None:
+        self._sessions = sessions
+        self._customer_id = scope.customer_id
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[UnitOfWork]:
+        async with storage_errors_translated(), self._sessions() as session:  # closing rolls back
+            yield SqlAlchemyUnitOfWork(session, self._customer_id)
+
+
 class SqlAlchemyUnitOfWork(UnitOfWork):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, customer_id: UUID) -> None:
         self._session = session
+        self.ledger = SqlAlchemyProvisionLedger(session, customer_id)
+        self.instances = SqlAlchemyInstanceRepository(session, customer_id)
+        self.credentials = SqlAlchemyAgentCredentialStore(session, customer_id)
 
     @translate_storage_errors
     async def commit(self) -> None:
         await self._session.commit()
 
-    @translate_storage_errors
-    async def rollback(self) -> None:
-        await self._session.rollback()
-
 
 class SqlAlchemyProvisionLedger(ProvisionLedger):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, customer_id: UUID) -> None:
         self._session = session
+        self._customer_id = customer_id
 
     @translate_storage_errors
-    async def get(self, customer_id: UUID, idempotency_key: str) -> LedgerEntry | None:
-        query = select(_LEDGER).where(
-            _LEDGER.c.customer_id == customer_id, _LEDGER.c.idempotency_key == idempotency_key
-        )
-        row = (await self._session.execute(query)).mappings().first()
-        return _ledger_entry(row) if row else None
+    async def get(self, idempotency_key: str) -> LedgerEntry | None:
+        return await self._entry(_LEDGER.c.idempotency_key == idempotency_key)
 
     @translate_storage_errors
-    async def get_by_instance(self, customer_id: UUID, instance_id: UUID) -> LedgerEntry | None:
-        query = select(_LEDGER).where(_LEDGER.c.customer_id == customer_id, _LEDGER.c.instance_id == instance_id)
-        row = (await self._session.execute(query)).mappings().first()
-        return _ledger_entry(row) if row else None
+    async def get_by_instance(self, instance_id: UUID) -> LedgerEntry | None:
+        return await self._entry(_LEDGER.c.instance_id == instance_id)
 
     @translate_storage_errors
-    async def lock(self, customer_id: UUID) -> None:
-        lock_key = f"smoke:provision-ledger:{customer_id}"
+    async def lock(self) -> None:
+        lock_key = f"smoke:provision-ledger:{self._customer_id}"
         await self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": lock_key})
 
     @translate_storage_errors
-    async def count_live(self, customer_id: UUID) -> int:
+    async def count_live(self) -> int:
         # released_at is set by SqlAlchemyInstanceRepository when the instance is soft-deleted or fails.
-        query = select(func.count()).where(_LEDGER.c.customer_id == customer_id, _LEDGER.c.released_at.is_(None))
+        query = select(func.count()).where(_LEDGER.c.customer_id == self._customer_id, _LEDGER.c.released_at.is_(None))
         return int((await self._session.execute(query)).scalar_one())
 
     @translate_storage_errors
     async def add(self, entry: LedgerEntry) -> None:
         try:
             async with self._session.begin_nested():
-                await self._session.execute(insert(_LEDGER).values(**_ledger_values(entry)))
+                values = _ledger_values(entry) | {"customer_id": self._customer_id}
+                await self._session.execute(insert(_LEDGER).values(**values))
         except IntegrityError as error:
             if is_unique_violation(error):
                 raise IdempotencyKeyReused from error
@@ -87,17 +96,30 @@ class SqlAlchemyProvisionLedger(ProvisionLedger):
         query = (
             select(_LEDGER)
             .outerjoin(_INSTANCES, _INSTANCES.c.id == _LEDGER.c.instance_id)
-            .where(_INSTANCES.c.id.is_(None), _LEDGER.c.created_at < created_before)
+            .where(
+                _LEDGER.c.customer_id == self._customer_id,
+                _INSTANCES.c.id.is_(None),
+                _LEDGER.c.created_at < created_before,
+            )
         )
         return [_ledger_entry(row) for row in (await self._session.execute(query)).mappings()]
 
+    async def _entry(self, *where: Any) -> LedgerEntry | None:
+        query = select(_LEDGER).where(_LEDGER.c.customer_id == self._customer_id, *where)
+        row = (await self._session.execute(query)).mappings().first()
+        return _ledger_entry(row) if row else None
+
 
 class SqlAlchemyInstanceRepository(InstanceRepository):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, customer_id: UUID) -> None:
         self._session = session
+        self._customer_id = customer_id
+        self._ours = _INSTANCES.c.customer_id == customer_id
 
     @translate_storage_errors
     async def claim(self, instance: Instance) -> Instance:
+        if instance.customer_id != self._customer_id:
+            raise InstanceNotFound
         inserted = await self._session.execute(
             pg_insert(_INSTANCES)
             .values(**_instance_values(instance))
@@ -108,12 +130,13 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
             await self._record(instance)
             await self._release_slot_if_done(instance)
         stored = await self.get(instance.id, lock=True)
-        assert stored is not None, "a claimed instance row exists"
+        if stored is None:  # the id is another customer's
+            raise InstanceNotFound
         return stored
 
     @translate_storage_errors
     async def get(self, instance_id: UUID, *, lock: bool = False) -> Instance | None:
-        query = select(_INSTANCES).where(_INSTANCES.c.id == instance_id)
+        query = select(_INSTANCES).where(_INSTANCES.c.id == instance_id, self._ours)
         row = (await self._session.execute(query.with_for_update() if lock else query)).mappings().first()
         return instance_from_row(row) if row else None
 
@@ -121,9 +144,11 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
     async def save(self, instance: Instance) -> None:
         stored_status = (
             await self._session.execute(
-                select(_INSTANCES.c.status).where(_INSTANCES.c.id == instance.id).with_for_update()
+                select(_INSTANCES.c.status).where(_INSTANCES.c.id == instance.id, self._ours).with_for_update()
             )
-        ).scalar_one()
+        ).scalar_one_or_none()
+        if stored_status is None:
+            raise InstanceNotFound
         values = _instance_values(instance)
         await self._session.execute(update(_INSTANCES).where(_INSTANCES.c.id == instance.id).values(**values))
         if stored_status != instance.status:
@@ -131,8 +156,31 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
             await self._release_slot_if_done(instance)
 
     @translate_storage_errors
+    async def note(self, instance: Instance, reason: str) -> None:
+        last = (
+            select(_HISTORY.c.status, _HISTORY.c.reason)
+            .where(_HISTORY.c.instance_id == instance.id)
+            .order_by(_HISTORY.c.id.desc())
+            .limit(1)
+            .subquery()
+        )
+        said_already = exists().where(last.c.status == instance.status, last.c.reason == reason)
+        ours = exists().where(_INSTANCES.c.id == instance.id, self._ours)
+        await self._session.execute(
+            insert(_HISTORY).from_select(
+                ["instance_id", "status", "reason"],
+                select(literal(instance.id), literal(str(instance.status)), literal(reason)).where(ours, ~said_already),
+            )
+        )
+
+    @translate_storage_errors
     async def history(self, instance_id: UUID) -> list[StatusChange]:
-        query = select(_HISTORY).where(_HISTORY.c.instance_id == instance_id).order_by(_HISTORY.c.id)
+        query = (
+            select(_HISTORY)
+            .join(_INSTANCES, _INSTANCES.c.id == _HISTORY.c.instance_id)
+            .where(_HISTORY.c.instance_id == instance_id, self._ours)
+            .order_by(_HISTORY.c.id)
+        )
         return [
             StatusChange(row["instance_id"], InstanceStatus(row["status"]), row["reason"], row["created_at"])
             for row in (await self._session.execute(query)).mappings()
@@ -155,14 +203,21 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
         return await self._instances(_INSTANCES.c.deleted_at.is_(None), _INSTANCES.c.created_at < created_before)
 
     @translate_storage_errors
+    async def expecting_server(self) -> list[Instance]:
+        return await self._instances(
+            _INSTANCES.c.status.in_([InstanceStatus.PROVISIONING, InstanceStatus.RUNNING]),
+            _INSTANCES.c.deleted_at.is_(None),
+        )
+
+    @translate_storage_errors
     async def live_ids(self) -> set[UUID]:
         query = select(_INSTANCES.c.id).where(
-            _INSTANCES.c.deleted_at.is_(None), _INSTANCES.c.status != InstanceStatus.FAILED
+            self._ours, _INSTANCES.c.deleted_at.is_(None), _INSTANCES.c.status != InstanceStatus.FAILED
         )
         return set((await self._session.execute(query)).scalars())
 
     async def _instances(self, *where: Any) -> list[Instance]:
-        query = select(_INSTANCES).where(*where).order_by(_INSTANCES.c.created_at)
+        query = select(_INSTANCES).where(self._ours, *where).order_by(_INSTANCES.c.created_at)
         return [instance_from_row(row) for row in (await self._session.execute(query)).mappings()]
 
     async def _release_slot_if_done(self, instance: Instance) -> None:
@@ -170,7 +225,11 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
         if instance.is_deleted or instance.status is InstanceStatus.FAILED:
             await self._session.execute(
                 update(_LEDGER)
-                .where(_LEDGER.c.instance_id == instance.id, _LEDGER.c.released_at.is_(None))
+                .where(
+                    _LEDGER.c.customer_id == self._customer_id,
+                    _LEDGER.c.instance_id == instance.id,
+                    _LEDGER.c.released_at.is_(None),
+                )
                 .values(released_at=func.now())
             )
 
@@ -181,12 +240,16 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
 
 
 class SqlAlchemyAgentCredentialStore(AgentCredentialStore):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, customer_id: UUID) -> None:
         self._session = session
+        self._ours = select(_INSTANCES.c.id).where(_INSTANCES.c.customer_id == customer_id)
 
     @translate_storage_errors
     async def add(self, instance_id: UUID, digest: str) -> None:
-        statement = pg_insert(_CREDENTIALS).values(instance_id=instance_id, token_digest=digest)
+        ours = self._ours.where(_INSTANCES.c.id == instance_id)
+        statement = pg_insert(_CREDENTIALS).from_select(
+            ["instance_id", "token_digest"], select(ours.subquery().c.id, literal(digest))
+        )
         await self._session.execute(
             statement.on_conflict_do_update(
                 index_elements=["instance_id"], set_={"token_digest": digest, "created_at": func.now()}
@@ -195,27 +258,23 @@ class SqlAlchemyAgentCredentialStore(AgentCredentialStore):
 
     @translate_storage_errors
     async def revoke(self, instance_id: UUID) -> None:
-        await self._session.execute(delete(_CREDENTIALS).where(_CREDENTIALS.c.instance_id == instance_id))
+        await self._session.execute(
+            delete(_CREDENTIALS).where(
+                _CREDENTIALS.c.instance_id == instance_id, _CREDENTIALS.c.instance_id.in_(self._ours)
+            )
+        )
 
     @translate_storage_errors
     async def instance_for(self, digest: str) -> UUID | None:
-        query = select(_CREDENTIALS.c.instance_id).where(_CREDENTIALS.c.token_digest == digest)
+        query = select(_CREDENTIALS.c.instance_id).where(
+            _CREDENTIALS.c.token_digest == digest, _CREDENTIALS.c.instance_id.in_(self._ours)
+        )
         found: UUID | None = (await self._session.execute(query)).scalar_one_or_none()
         return found
 
 
 def _ledger_values(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "customer_id": entry.customer_id,
-        "idempotency_key": entry.idempotency_key,
-        "fingerprint": entry.fingerprint,
-        "instance_id": entry.instance_id,
-        "task_id": entry.task_id,
-        "manifest_id": entry.manifest_id,
-        "region_id": entry.region_id,
-        "tier_id": entry.tier_id,
-        "created_at": entry.created_at,
-    }
+    return {name: getattr(entry, name) for name in LedgerEntry.__slots__}
 
 
 def _ledger_entry(row: RowMapping) -> LedgerEntry:

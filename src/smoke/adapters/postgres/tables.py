@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import GUID, DateTimeUTC
 from sqlalchemy import BigInteger, ForeignKey, Identity, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 __all__ = (
@@ -53,22 +55,35 @@ class SubscriptionRow(DefaultBase):
     created_at: Mapped[datetime] = _created_at()
 
 
+def _retired_at() -> Mapped[datetime | None]:
+    """When the entry left the configured catalog: refused for new requests, kept for the instances using it."""
+    return mapped_column(DateTimeUTC(timezone=True))
+
+
 class RegionRow(DefaultBase):
     __tablename__ = "regions"
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     location: Mapped[str] = mapped_column(String(80))
+    retired_at: Mapped[datetime | None] = _retired_at()
 
 
 class TierRow(DefaultBase):
     __tablename__ = "tiers"
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     server_type: Mapped[str] = mapped_column(String(80))
+    retired_at: Mapped[datetime | None] = _retired_at()
 
 
 class ManifestRow(DefaultBase):
     __tablename__ = "manifests"
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     image: Mapped[str] = mapped_column(String(100))
+    agent: Mapped[str] = mapped_column(String(20), server_default="reference")
+    agent_port: Mapped[int] = mapped_column(Integer, server_default="8080")
+    user_data: Mapped[str | None] = mapped_column(Text)
+    llm: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """``{"provider", "base_url", "model", "api_key_setting"}``: the key's value stays in the environment."""
+    retired_at: Mapped[datetime | None] = _retired_at()
 
 
 class LedgerRow(DefaultBase):
@@ -87,7 +102,10 @@ class LedgerRow(DefaultBase):
     released_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     """When the request stopped holding a slot of the live-instance cap (its instance deleted or failed)."""
 
-    __table_args__ = (Index("ix_provision_ledger_holding", "customer_id", postgresql_where="released_at IS NULL"),)
+    __table_args__ = (
+        Index("ix_provision_ledger_holding", "customer_id", postgresql_where="released_at IS NULL"),
+        Index("ix_provision_ledger_newest", "customer_id", "created_at", "instance_id"),
+    )
 
 
 class InstanceRow(DefaultBase):

@@ -1,4 +1,4 @@
-"""The six smoke endpoints (SPEC §2.2), for the one smoke customer."""
+"""The smoke endpoints, for the one smoke customer: provision, poll, status, delete, chat, usage, events, list."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from uuid import UUID
 
 from dishka.integrations.litestar import FromDishka, inject
 from litestar import Controller, delete, get, post
+from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Stream
@@ -16,6 +17,10 @@ from smoke.api.schemas import (
     ChatCreate,
     DeleteRead,
     ErrorRead,
+    EventRead,
+    EventsRead,
+    InstanceListRead,
+    InstanceSummaryRead,
     LlmEventsRead,
     PollRead,
     ProvisionCreate,
@@ -24,8 +29,8 @@ from smoke.api.schemas import (
     ValidationErrorRead,
 )
 from smoke.api.sse import relay
-from smoke.domain.models import ProvisionRequest
-from smoke.domain.services import ChatRelay, Cleaner, InstanceLookup, Provisioner, UsageReader
+from smoke.domain.models import InstanceStatus, PageCursor, ProvisionRequest
+from smoke.domain.services import ChatRelay, Deleter, InstanceLookup, ProvisionRequests, UsageReader
 from smoke.settings import Settings
 
 __all__ = ("SmokeController",)
@@ -69,14 +74,16 @@ class SmokeController(Controller):
         responses=_errors(409, 413),
     )
     @inject
-    async def provision(self, data: JSONBody[ProvisionCreate], provisioner: FromDishka[Provisioner]) -> ProvisionRead:
+    async def provision(
+        self, data: JSONBody[ProvisionCreate], requests: FromDishka[ProvisionRequests]
+    ) -> ProvisionRead:
         """Provision a smoke instance through the provision job the customer endpoint uses.
 
         Customer, tenant and subscription come from settings: the body cannot name them. Idempotent per
         ``idempotency_key``: the same key and body answer the same response; the same key with another body is 422.
         """
         request = ProvisionRequest(data.idempotency_key, data.manifest_id, data.region_id, data.tier_id)
-        receipt = await provisioner.submit(request)
+        receipt = await requests.submit(request)
         return ProvisionRead(receipt.idempotency_key, receipt.instance_id, receipt.task_id)
 
     @get(
@@ -117,9 +124,9 @@ class SmokeController(Controller):
         responses=_errors(404),
     )
     @inject
-    async def delete(self, instance_id: FromPath[UUID], cleaner: FromDishka[Cleaner]) -> DeleteRead:
+    async def delete(self, instance_id: FromPath[UUID], deleter: FromDishka[Deleter]) -> DeleteRead:
         """Soft-delete the instance and clean up its server: the customer delete recipe, in one transaction."""
-        receipt = await cleaner.delete(instance_id)
+        receipt = await deleter.delete(instance_id)
         return DeleteRead(receipt.instance_id, receipt.status)
 
     @get(
@@ -138,6 +145,45 @@ class SmokeController(Controller):
         """Count the instance's ``llm_usage_events`` rows in the window, read from the authoritative table."""
         count = await usage.count(instance_id, window_seconds)
         return LlmEventsRead(count.count, instance_id, list(count.providers), window_seconds)
+
+    @get(
+        "/instances/{instance_id:str}/events",
+        summary="Smoke Events",
+        operation_id="smoke_events",
+        responses=_errors(404),
+    )
+    @inject
+    async def events(self, instance_id: FromPath[UUID], lookup: FromDishka[InstanceLookup]) -> EventsRead:
+        """The instance's status history, oldest first, each change with its reason.
+
+        It starts with ``queued`` (the request accepted) and says why a provision failed (``failed`` with the
+        cloud's reason, e.g. ``Hetzner: resource_unavailable: ...``) or why a step is being retried.
+        """
+        events = await lookup.events(instance_id)
+        return EventsRead(instance_id, [EventRead(e.created_at, e.status, e.reason) for e in events])
+
+    @get(
+        "/instances",
+        summary="Smoke Instances",
+        operation_id="smoke_instances",
+        responses=_errors(),
+    )
+    @inject
+    async def instances(
+        self,
+        lookup: FromDishka[InstanceLookup],
+        status: Annotated[InstanceStatus | None, Parameter(description="Only instances in this status")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200, description="Instances per page")] = 50,
+        before: Annotated[
+            str | None, Parameter(pattern=PageCursor.PATTERN, description="The next_before of the previous page")
+        ] = None,
+    ) -> InstanceListRead:
+        """The smoke customer's instances, newest first, keyset-paginated: pass ``next_before`` as ``before``."""
+        page = await lookup.page(status=status, limit=limit, before=_cursor(before))
+        return InstanceListRead(
+            [InstanceSummaryRead.of(summary) for summary in page.instances],
+            None if page.next_before is None else page.next_before.encode(),
+        )
 
     @post(
         "/instances/{instance_id:str}/chat",
@@ -170,3 +216,14 @@ class SmokeController(Controller):
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+def _cursor(before: str | None) -> PageCursor | None:
+    if before is None:
+        return None
+    try:
+        return PageCursor.decode(before)
+    except ValueError as error:
+        raise ValidationException(
+            "Invalid before", extra=[{"source": "query", "key": "before", "message": str(error)}]
+        ) from None

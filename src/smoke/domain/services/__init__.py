@@ -1,27 +1,28 @@
 """Domain services: each does one thing the product promises, through ports only."""
 
-from smoke.domain.services.builder import BuildPolicy, InstanceBuilder
 from smoke.domain.services.chat_relay import ChatRelay, ChatTurn
 from smoke.domain.services.cleaner import Cleaner
-from smoke.domain.services.decommissioner import Decommissioner
+from smoke.domain.services.deleter import Deleter
 from smoke.domain.services.lookup import InstanceLookup
-from smoke.domain.services.provisioner import Provisioner
+from smoke.domain.services.provisioner import Provisioner, ProvisionPolicy
 from smoke.domain.services.reconciler import ReconcilePolicy, Reconciler, ReconcileReport
+from smoke.domain.services.requests import ProvisionRequests, SpendGuard
 from smoke.domain.services.usage_reader import UsageReader
 from smoke.domain.services.usage_recorder import UsageRecorder
 
 __all__ = (
-    "BuildPolicy",
     "ChatRelay",
     "ChatTurn",
     "Cleaner",
-    "Decommissioner",
-    "InstanceBuilder",
+    "Deleter",
     "InstanceLookup",
+    "ProvisionPolicy",
+    "ProvisionRequests",
     "Provisioner",
     "ReconcilePolicy",
     "ReconcileReport",
     "Reconciler",
+    "SpendGuard",
     "UsageReader",
     "UsageRecorder",
 )

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from uuid import UUID
 
-from smoke.domain.agent_config import agent_base_url
+from smoke.domain.agent_config import AgentUrls
 from smoke.domain.errors import AgentStreamBroken, InstanceNotFound, InvalidState
-from smoke.domain.models import ChatEvent, CustomerScope, InstanceStatus
+from smoke.domain.models import ChatEvent, InstanceStatus
 from smoke.domain.ports import AgentClient, ChatStream, InstanceReader, TokenIssuer
 
 __all__ = ("ChatRelay", "ChatTurn")
@@ -48,11 +48,10 @@ class ChatRelay:
     Holds no database session: it reads the instance once and then only talks to the agent.
     """
 
-    scope: CustomerScope
     reader: InstanceReader
     agents: AgentClient
     tokens: TokenIssuer
-    agent_url_template: str
+    agent_urls: AgentUrls
 
     async def open(self, instance_id: UUID, message: str) -> ChatTurn:
         """Start a turn with the instance's agent; the agent's URL comes from the stored server data only.
@@ -62,11 +61,13 @@ class ChatRelay:
             InvalidState: the instance is not ``running``.
             AgentUnavailable: the agent cannot be reached or refused the turn.
         """
-        instance = await self.reader.instance(self.scope.customer_id, instance_id)
+        instance = await self.reader.instance(instance_id)
         if instance is None:
+            if await self.reader.owns(instance_id):
+                raise InvalidState(f"Instance is {InstanceStatus.QUEUED}, not running")
             raise InstanceNotFound
         if instance.is_deleted or instance.status is not InstanceStatus.RUNNING:
             raise InvalidState(f"Instance is {instance.status}, not running")
-        base_url = agent_base_url(self.agent_url_template, instance)
+        base_url = self.agent_urls.base_url(instance)
         token = self.tokens.agent_token(instance.id).token
         return ChatTurn(await self.agents.open_chat(base_url, token, message))

@@ -1,53 +1,54 @@
-"""Soft-delete instances (the customer delete recipe) and let the cleanup job remove their servers."""
+"""The cleanup job: remove a soft-deleted instance's servers, then mark the instance ``deleted``."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from uuid import UUID
 
-from smoke.domain.errors import InstanceNotFound
-from smoke.domain.models import CustomerScope, DeletionReceipt, Instance, InstanceStatus
-from smoke.domain.ports import AgentCredentialStore, Clock, InstanceRepository, JobQueue, ProvisionLedger, UnitOfWork
+from smoke.domain.errors import CloudError
+from smoke.domain.models import Instance, InstanceStatus
+from smoke.domain.ports import CloudProvider, Database
+from smoke.domain.services.notes import note
 
-__all__ = ("Cleaner",)
+__all__ = ("Cleaner", "delete_servers_of")
+
+logger = logging.getLogger("smoke.cleanup")
+
+
+async def delete_servers_of(cloud: CloudProvider, instance: Instance) -> int:
+    """Delete every server of the instance: the recorded one and any labelled for it. Returns how many existed."""
+    servers = {server.id for server in await cloud.find_servers(instance.selector())}
+    if instance.provider_server_id is not None:
+        servers.add(instance.provider_server_id)
+    return sum([await cloud.delete_server(server_id) for server_id in sorted(servers)])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cleaner:
-    scope: CustomerScope
-    ledger: ProvisionLedger
-    instances: InstanceRepository
-    credentials: AgentCredentialStore
-    queue: JobQueue
-    uow: UnitOfWork
-    clock: Clock
+    database: Database
+    cloud: CloudProvider
 
-    async def delete(self, instance_id: UUID) -> DeletionReceipt:
-        """Soft-delete the instance in one transaction, then queue the cleanup of its server.
+    async def clean(self, instance_id: UUID) -> InstanceStatus | None:
+        """Delete the servers of a soft-deleted instance (a server already gone counts as done); set ``deleted``.
 
-        Works in every state, also before the worker has inserted the instance row: the row is then inserted
-        already deleted, and the provision job finds it so and creates nothing. Repeating it answers the current
-        status and queues nothing new.
-
-        Raises:
-            InstanceNotFound: this customer was never allocated that instance id.
-            StorageUnavailable: the database or the queue cannot be reached.
+        Idempotent. An instance that is not soft-deleted is left alone. Returns the status it leaves. A cloud that
+        refuses is noted in the instance's events and raised, so the job is retried (and reconcile re-queues it)
+        until the cloud says the server is gone.
         """
-        entry = await self.ledger.get_by_instance(self.scope.customer_id, instance_id)
-        if entry is None:
-            raise InstanceNotFound
-        instance = await self.instances.claim(Instance.new(entry, self.scope, self.clock.now()))
-        if instance.is_deleted:
-            await self.uow.rollback()
-            return DeletionReceipt(instance.id, instance.status)
-        await self.soft_delete(instance)
-        await self.uow.commit()
-        await self.queue.enqueue_cleanup(instance.id)
-        return DeletionReceipt(instance.id, InstanceStatus.DELETING)
-
-    async def soft_delete(self, instance: Instance) -> Instance:
-        """Apply the recipe inside the caller's unit of work: mark deleted, free the name, revoke the agent."""
-        deleted = instance.soft_deleted(self.clock.now())
-        await self.instances.save(deleted)
-        await self.credentials.revoke(instance.id)
-        return deleted
+        async with self.database.begin() as uow:
+            instance = await uow.instances.get(instance_id)
+        if instance is None or not instance.is_deleted or instance.status is InstanceStatus.DELETED:
+            return instance.status if instance else None
+        try:
+            await delete_servers_of(self.cloud, instance)
+        except CloudError as error:
+            logger.warning("cleanup of %s failed, will retry: %s", instance_id, error.reason)
+            await note(self.database, instance_id, f"cleanup failed, retrying: {error.reason}")
+            raise
+        async with self.database.begin() as uow:
+            locked = await uow.instances.get(instance_id, lock=True)
+            assert locked is not None
+            await uow.instances.save(locked.with_status(InstanceStatus.DELETED))
+            await uow.commit()
+        return InstanceStatus.DELETED

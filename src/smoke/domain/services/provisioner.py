@@ -1,80 +1,204 @@
-"""Accept provision requests exactly once per key."""
+"""The provision job: turn an accepted request into a running agent VPS, safely re-runnable."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from uuid import uuid4
+from datetime import timedelta
+from uuid import UUID
 
-from smoke.domain.errors import IdempotencyKeyReused, LiveInstanceCapReached
-from smoke.domain.models import (
-    CustomerScope,
-    LedgerEntry,
-    ProvisionReceipt,
-    ProvisionRequest,
-    provision_task_id,
+from smoke.domain.agent_config import AgentUrls
+from smoke.domain.errors import CloudError, CloudServerNameTaken, CloudTransientError
+from smoke.domain.models import AgentBoot, CloudServer, CustomerScope, Instance, InstanceStatus, ServerSpec
+from smoke.domain.ports import (
+    AgentClient,
+    Catalog,
+    Clock,
+    CloudProvider,
+    Database,
+    TokenIssuer,
+    UserDataRenderer,
 )
-from smoke.domain.ports import Catalog, Clock, InstanceReader, JobQueue, ProvisionLedger, UnitOfWork
+from smoke.domain.services.cleaner import delete_servers_of
+from smoke.domain.services.notes import note
 
-__all__ = ("Provisioner",)
+__all__ = ("ProvisionPolicy", "Provisioner")
+
+logger = logging.getLogger("smoke.provisioning")
+
+Heartbeat = Callable[[], Awaitable[None]]
+FAILABLE = frozenset({InstanceStatus.PROVISIONING, InstanceStatus.RUNNING})
+
+
+async def _no_heartbeat() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionPolicy:
+    timeout_seconds: int
+    usage_url: str
+    """Where agents report their LLM usage (``PUBLIC_URL`` + the usage path)."""
+    poll_seconds: float = 1.0
+    ssh_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Provisioner:
-    """Submit provision requests for the one smoke customer."""
+    """Provision one instance: row, credentials, server, wait for it and its agent, then ``running``.
+
+    Safe to run any number of times, concurrently with a delete, after a crash at any point: it looks its server
+    up by label before creating one, adopts the server of its name on a name clash, and whoever sees the instance
+    soft-deleted after a server exists deletes that server. No unit of work is held while it talks to the cloud or
+    the agent, or while it waits.
+    """
 
     scope: CustomerScope
-    max_live_instances: int
-    ledger: ProvisionLedger
+    policy: ProvisionPolicy
+    agent_urls: AgentUrls
+    database: Database
     catalog: Catalog
-    reader: InstanceReader
-    queue: JobQueue
-    uow: UnitOfWork
+    cloud: CloudProvider
+    agents: AgentClient
+    tokens: TokenIssuer
+    user_data: UserDataRenderer
     clock: Clock
 
-    async def submit(self, request: ProvisionRequest) -> ProvisionReceipt:
-        """Record the request durably, queue its provision job, and return the receipt.
+    async def provision(self, instance_id: UUID, heartbeat: Heartbeat = _no_heartbeat) -> InstanceStatus | None:
+        """Run the provision job of ``instance_id``; return the status it leaves (None: no such request).
 
-        A replay of an accepted key returns the first receipt and is never refused by the cap.
+        A refusal of the cloud fails the instance at once with the cloud's reason.
 
         Raises:
-            UnknownCatalogEntry: a manifest, region or tier id the catalog does not know.
-            IdempotencyKeyReused: the key was accepted before with another body.
-            LiveInstanceCapReached: accepting it would pass the live-instance cap; nothing is recorded.
-            StorageUnavailable: the database or the queue cannot be reached.
+            CloudTransientError: the cloud kept failing; noted in the events, the job is retried and resumes.
+            StorageUnavailable: the database is unreachable; likewise retried.
         """
-        await self.catalog.resolve(request.manifest_id, request.region_id, request.tier_id)
-        entry = await self._accepted(request) or await self._record(request)
-        if not (await self.reader.poll(self.scope.customer_id, entry.idempotency_key)).found:
-            # A replay re-queues a job that may have been lost between commit and enqueue; a pending one is kept.
-            await self.queue.enqueue_provision(entry.instance_id)
-        return entry.receipt()
+        instance = await self._claim(instance_id)
+        if instance is None or instance.is_deleted or instance.status is not InstanceStatus.PROVISIONING:
+            return instance.status if instance else None
+        deadline = instance.created_at + timedelta(seconds=self.policy.timeout_seconds)
+        try:
+            server = await self._server_of(instance)
+            recorded = await self._record_server(instance.id, server)
+            if recorded is None:
+                return InstanceStatus.DELETING
+            instance = recorded
+            while self.clock.now() < deadline:
+                if await self._is_up(instance):
+                    return await self._mark_running(instance_id)
+                await heartbeat()
+                await self.clock.sleep(self.policy.poll_seconds)
+                current = await self._current(instance.id)
+                if current is None or current.is_deleted:
+                    return InstanceStatus.DELETING
+                instance = current
+            return await self.fail(instance_id, f"not running after {self.policy.timeout_seconds} s")
+        except CloudTransientError as error:
+            logger.warning("provision of %s will be retried: %s", instance_id, error.reason)
+            await note(self.database, instance_id, f"retrying: {error.reason}")
+            raise
+        except CloudError as error:
+            return await self.fail(instance_id, error.reason)
 
-    async def _accepted(self, request: ProvisionRequest) -> LedgerEntry | None:
-        entry = await self.ledger.get(self.scope.customer_id, request.idempotency_key)
-        if entry is not None and entry.fingerprint != request.fingerprint():
-            raise IdempotencyKeyReused
-        return entry
+    async def fail(self, instance_id: UUID, reason: str) -> InstanceStatus:
+        """Delete whatever server the instance has and mark it ``failed`` with ``reason`` (if provisioning or running).
 
-    async def _record(self, request: ProvisionRequest) -> LedgerEntry:
-        await self.ledger.lock(self.scope.customer_id)
-        if (entry := await self._accepted(request)) is not None:
-            await self.uow.rollback()
-            return entry
-        if await self.ledger.count_live(self.scope.customer_id) >= self.max_live_instances:
-            await self.uow.rollback()
-            raise LiveInstanceCapReached(self.max_live_instances)
-        instance_id = uuid4()
-        entry = LedgerEntry(
-            customer_id=self.scope.customer_id,
-            idempotency_key=request.idempotency_key,
-            fingerprint=request.fingerprint(),
-            instance_id=instance_id,
-            task_id=provision_task_id(instance_id),
-            manifest_id=request.manifest_id,
-            region_id=request.region_id,
-            tier_id=request.tier_id,
-            created_at=self.clock.now(),
+        A cloud that refuses the deletion does not keep the instance from failing: a failed instance holds no
+        server on purpose, so reconcile collects what is left as an orphan.
+        """
+        instance = await self._current(instance_id)
+        if instance is not None:
+            try:
+                await delete_servers_of(self.cloud, instance)
+            except CloudError as error:
+                logger.warning("could not delete the server of failed %s (reconcile will): %s", instance_id, error)
+        async with self.database.begin() as uow:
+            instance = await uow.instances.get(instance_id, lock=True)
+            if instance is None or instance.is_deleted or instance.status not in FAILABLE:
+                return instance.status if instance else InstanceStatus.FAILED
+            logger.warning("provision of %s failed: %s", instance_id, reason)
+            await uow.instances.save(instance.with_status(InstanceStatus.FAILED, reason))
+            await uow.commit()
+        return InstanceStatus.FAILED
+
+    async def _claim(self, instance_id: UUID) -> Instance | None:
+        async with self.database.begin() as uow:
+            entry = await uow.ledger.get_by_instance(instance_id)
+            if entry is None:
+                return None
+            instance = await uow.instances.claim(Instance.new(entry, self.scope, self.clock.now()))
+            if instance.status is InstanceStatus.PROVISIONING and not instance.is_deleted:
+                await uow.credentials.add(instance.id, self.tokens.agent_token(instance.id).digest)
+            await uow.commit()
+        return instance
+
+    async def _server_of(self, instance: Instance) -> CloudServer:
+        """The instance's server: the recorded one, else the one labelled for it, else a new one."""
+        if instance.provider_server_id is not None:
+            server = await self.cloud.get_server(instance.provider_server_id)
+            if server is not None:
+                return server
+        existing = await self.cloud.find_servers(instance.selector())
+        if existing:
+            return existing[0]
+        placement = await self.catalog.resolve(instance.manifest_id, instance.region_id, instance.tier_id)
+        boot = AgentBoot(
+            instance_id=instance.id,
+            agent_token=self.tokens.agent_token(instance.id).token,
+            usage_url=self.policy.usage_url,
+            manifest=placement.manifest,
         )
-        await self.ledger.add(entry)
-        await self.uow.commit()
-        return entry
+        spec = ServerSpec(
+            name=instance.hostname,
+            server_type=placement.server_type,
+            image=placement.image,
+            location=placement.location,
+            labels=instance.labels(),
+            user_data=self.user_data.render(boot),
+            ssh_keys=self.policy.ssh_keys,
+        )
+        try:
+            return await self.cloud.create_server(spec)
+        except CloudServerNameTaken:
+            # An earlier attempt created it and its answer was lost: adopt the server of that name.
+            adopted = await self.cloud.find_server_by_name(instance.hostname)
+            if adopted is None:
+                raise CloudTransientError("uniqueness_error", "server name taken but no such server") from None
+            return adopted
+
+    async def _record_server(self, instance_id: UUID, server: CloudServer) -> Instance | None:
+        """Store the server id and IPv4; if the instance was deleted meanwhile, delete the server instead."""
+        async with self.database.begin() as uow:
+            instance = await uow.instances.get(instance_id, lock=True)
+            if instance is not None and not instance.is_deleted:
+                instance = instance.with_server(server)
+                await uow.instances.save(instance)
+                await uow.commit()
+                return instance
+        await self.cloud.delete_server(server.id)
+        return None
+
+    async def _is_up(self, instance: Instance) -> bool:
+        assert instance.provider_server_id is not None
+        server = await self.cloud.get_server(instance.provider_server_id)
+        if server is None:
+            raise CloudError("not_found", "the server disappeared while provisioning")
+        if server.status == "off":  # its create or start action failed: it will not come up by itself
+            raise CloudError("action_failed", "the server is off: its create or start action failed")
+        if not server.is_running:
+            return False
+        return await self.agents.is_healthy(self.agent_urls.base_url(instance))
+
+    async def _mark_running(self, instance_id: UUID) -> InstanceStatus:
+        async with self.database.begin() as uow:
+            instance = await uow.instances.get(instance_id, lock=True)
+            if instance is None or instance.is_deleted:
+                return InstanceStatus.DELETING
+            await uow.instances.save(instance.with_status(InstanceStatus.RUNNING))
+            await uow.commit()
+        return InstanceStatus.RUNNING
+
+    async def _current(self, instance_id: UUID) -> Instance | None:
+        async with self.database.begin() as uow:
+            return await uow.instances.get(instance_id)

@@ -1,4 +1,9 @@
-"""The reconcile cron: converge whatever crashes, lost jobs and cancelled CI runs left behind."""
+"""The reconcile cron: converge whatever crashes, lost jobs and cancelled CI runs left behind.
+
+Every step acts on the smoke customer's own rows (the stores are bound to it) and on servers labelled as its own:
+a server carrying another customer's label, or no customer label and an instance id that is not ours, belongs to
+another smoke deployment or to the platform, and is never touched.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from smoke.domain.errors import SmokeError
-from smoke.domain.models import INSTANCE_ID_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from smoke.domain.ports import Clock, CloudProvider, InstanceRepository, JobQueue, ProvisionLedger, UnitOfWork
-from smoke.domain.services.builder import InstanceBuilder
-from smoke.domain.services.cleaner import Cleaner
+from smoke.domain.models import (
+    CUSTOMER_LABEL,
+    INSTANCE_ID_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    CloudServer,
+    CustomerScope,
+)
+from smoke.domain.ports import Clock, CloudProvider, Database, JobQueue, UnitOfWork
+from smoke.domain.services.deleter import Deleter
+from smoke.domain.services.provisioner import Provisioner
 
-__all__ = ("ReconcilePolicy", "ReconcileReport", "Reconciler")
+__all__ = ("GHOST_REASON", "ReconcilePolicy", "ReconcileReport", "Reconciler")
 
 logger = logging.getLogger("smoke.reconcile")
+
+GHOST_REASON = "server gone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,37 +49,36 @@ class ReconcileReport:
     requeued_cleanups: int = 0
     expired_instances: int = 0
     orphans_deleted: int = 0
+    ghosts_failed: int = 0
     errors: int = 0
     """Items that failed this pass (logged, left for the next pass); one never stops the others."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconciler:
+    scope: CustomerScope
     policy: ReconcilePolicy
-    ledger: ProvisionLedger
-    instances: InstanceRepository
+    database: Database
     cloud: CloudProvider
     queue: JobQueue
-    uow: UnitOfWork
     clock: Clock
-    builder: InstanceBuilder
-    cleaner: Cleaner
+    provisioner: Provisioner
+    deleter: Deleter
 
     async def reconcile(self) -> ReconcileReport:
         """One pass; idempotent, and safe beside running jobs (re-queuing a pending job is a no-op)."""
         report = ReconcileReport()
-        await self._provisions(report)
-        await self._expired(report)
-        await self._cleanups(report)
-        await self._orphans(report)
+        for step in (self._provisions, self._expired, self._cleanups, self._servers):
+            async with self._isolated(report, step.__name__.strip("_"), "this pass"):
+                await step(report)
         logger.info("reconciled: %s", report)
         return report
 
     async def _provisions(self, report: ReconcileReport) -> None:
         now = self.clock.now()
-        lost = await self.ledger.without_instance(now - timedelta(seconds=self.policy.lost_job_grace_seconds))
-        in_flight = await self.instances.provisioning_since(now)
-        await self.uow.rollback()
+        async with self.database.begin() as uow:
+            lost = await uow.ledger.without_instance(now - timedelta(seconds=self.policy.lost_job_grace_seconds))
+            in_flight = await uow.instances.provisioning_since(now)
         for entry in lost:
             async with self._isolated(report, "re-queue provision", entry.instance_id):
                 await self.queue.enqueue_provision(entry.instance_id)
@@ -75,7 +88,7 @@ class Reconciler:
             async with self._isolated(report, "stale provision", instance.id):
                 if instance.created_at + timeout < now:
                     reason = f"not running after {self.policy.provision_timeout_seconds} s"
-                    await self.builder.fail(instance.id, reason)
+                    await self.provisioner.fail(instance.id, reason)
                     report.failed_provisions += 1
                 else:
                     await self.queue.enqueue_provision(instance.id)
@@ -83,57 +96,74 @@ class Reconciler:
     async def _expired(self, report: ReconcileReport) -> None:
         """Soft-delete instances past their TTL: a CI run cancelled before its delete step leaks no server."""
         cutoff = self.clock.now() - timedelta(seconds=self.policy.instance_ttl_seconds)
-        expired = await self.instances.expired(cutoff)
-        await self.uow.rollback()
+        async with self.database.begin() as uow:
+            expired = await uow.instances.expired(cutoff)
         for candidate in expired:
             async with self._isolated(report, "expire", candidate.id):
-                instance = await self.instances.get(candidate.id, lock=True)
-                if instance is None or instance.is_deleted:
-                    await self.uow.rollback()
-                    continue
-                await self.cleaner.soft_delete(instance)
-                await self.uow.commit()
+                async with self.database.begin() as uow:
+                    instance = await uow.instances.get(candidate.id, lock=True)
+                    if instance is None or instance.is_deleted:
+                        continue
+                    await self.deleter.soft_delete(uow, instance)
+                    await uow.commit()
                 await self.queue.enqueue_cleanup(instance.id)
                 report.expired_instances += 1
 
     async def _cleanups(self, report: ReconcileReport) -> None:
-        deleting = await self.instances.deleting()
-        await self.uow.rollback()
+        async with self.database.begin() as uow:
+            deleting = await uow.instances.deleting()
         for instance in deleting:
             async with self._isolated(report, "re-queue cleanup", instance.id):
                 await self.queue.enqueue_cleanup(instance.id)
                 report.requeued_cleanups += 1
 
-    async def _orphans(self, report: ReconcileReport) -> None:
-        """Delete servers labelled ``managed-by=smoke`` that belong to no live instance.
+    async def _servers(self, report: ReconcileReport) -> None:
+        """Delete our servers that belong to no live instance (orphans); fail instances whose server is gone.
 
-        The servers are listed before the live instances are read: a server listed was created after its instance
-        row was inserted, so a provision in flight is never mistaken for an orphan.
+        The servers are listed before the instances are read: a server listed was created after its instance row
+        was inserted, so a provision in flight is never mistaken for an orphan. A server missing from the list is
+        confirmed gone with a read of its own before its instance is failed (it may have been created since).
         """
         servers = await self.cloud.find_servers({MANAGED_BY_LABEL: MANAGED_BY_VALUE})
-        live = await self.instances.live_ids()
-        await self.uow.rollback()
-        for server in servers:
-            if _instance_id(server.labels.get(INSTANCE_ID_LABEL)) in live:
+        async with self.database.begin() as uow:
+            live = await uow.instances.live_ids()
+            expecting = await uow.instances.expecting_server()
+            ours = [server for server in servers if await self._is_ours(uow, server)]
+        for server in ours:
+            if _instance_id(server) in live:
                 continue
             async with self._isolated(report, "delete orphan server", server.id):
                 logger.warning("deleting orphan server %s (%s)", server.id, server.name)
                 await self.cloud.delete_server(server.id)
                 report.orphans_deleted += 1
+        listed = {server.id for server in servers}
+        for instance in expecting:
+            if instance.provider_server_id is None or instance.provider_server_id in listed:
+                continue
+            async with self._isolated(report, "check the server of", instance.id):
+                if await self.cloud.get_server(instance.provider_server_id) is None:
+                    await self.provisioner.fail(instance.id, GHOST_REASON)
+                    report.ghosts_failed += 1
+
+    async def _is_ours(self, uow: UnitOfWork, server: CloudServer) -> bool:
+        """Labelled for our customer; or, from before servers carried that label, for one of our instances."""
+        if (customer := server.labels.get(CUSTOMER_LABEL)) is not None:
+            return customer == str(self.scope.customer_id)
+        instance_id = _instance_id(server)
+        return instance_id is not None and await uow.ledger.get_by_instance(instance_id) is not None
 
     @contextlib.asynccontextmanager
     async def _isolated(self, report: ReconcileReport, what: str, subject: object) -> AsyncIterator[None]:
-        """Run one item of the pass; if it fails, log it, undo its writes, count it and go on with the rest."""
+        """Run one item of the pass; if it fails, log it in one line, count it and go on with the rest."""
         try:
             yield
         except SmokeError as error:
             logger.warning("reconcile could not %s %s: %s", what, subject, error)
-            await self.uow.rollback()
             report.errors += 1
 
 
-def _instance_id(label: str | None) -> uuid.UUID | None:
+def _instance_id(server: CloudServer) -> uuid.UUID | None:
     try:
-        return uuid.UUID(label) if label else None
+        return uuid.UUID(server.labels.get(INSTANCE_ID_LABEL, ""))
     except ValueError:
         return None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from smoke.domain.errors import InstanceNotFound
-from smoke.domain.models import CustomerScope, UsageCount
+from smoke.domain.models import UsageCount
 from smoke.domain.ports import InstanceReader, UsageEventStore
 
 __all__ = ("UsageReader",)
@@ -14,7 +14,6 @@ __all__ = ("UsageReader",)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageReader:
-    scope: CustomerScope
     reader: InstanceReader
     usage: UsageEventStore
 
@@ -24,6 +23,6 @@ class UsageReader:
         Raises:
             InstanceNotFound: this customer was never allocated that instance id.
         """
-        if not await self.reader.owns(self.scope.customer_id, instance_id):
+        if not await self.reader.owns(instance_id):
             raise InstanceNotFound
         return await self.usage.count_window(instance_id, window_seconds)

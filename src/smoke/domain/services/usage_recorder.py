@@ -7,22 +7,23 @@ from uuid import UUID
 
 from smoke.domain.errors import UnknownAgentToken
 from smoke.domain.models import UsageEvent
-from smoke.domain.ports import AgentCredentialStore, TokenIssuer, UnitOfWork, UsageEventStore
+from smoke.domain.ports import Database, TokenIssuer, UsageEventStore
 
 __all__ = ("UsageRecorder",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageRecorder:
-    credentials: AgentCredentialStore
+    database: Database
     usage: UsageEventStore
     tokens: TokenIssuer
-    uow: UnitOfWork
 
     async def authenticate(self, agent_token: str) -> UUID:
         """The instance whose agent presents ``agent_token``. Raises ``UnknownAgentToken`` (unknown or revoked)."""
-        instance_id = await self.credentials.instance_for(self.tokens.digest(agent_token)) if agent_token else None
-        await self.uow.rollback()  # a read: end its transaction now
+        if not agent_token:
+            raise UnknownAgentToken
+        async with self.database.begin() as uow:
+            instance_id = await uow.credentials.instance_for(self.tokens.digest(agent_token))
         if instance_id is None:
             raise UnknownAgentToken
         return instance_id

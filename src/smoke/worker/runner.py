@@ -1,8 +1,4 @@
-"""The saq worker: the job functions, the reconcile cron, and a dishka REQUEST scope around every job.
-
-saq has no dishka integration; this follows dishka's arq one: the APP container lives for the worker, and the
-``before_process`` / ``after_process`` hooks open and close a REQUEST scope per job.
-"""
+"""The saq worker: the job functions, the reconcile cron, the container they resolve services from, metrics."""
 
 from __future__ import annotations
 
@@ -35,28 +31,29 @@ def make_worker(
     ``sweep_seconds`` bounds how late a job whose worker died is noticed (then it is retried).
     """
 
-    async def open_scope(ctx: JobContext) -> None:
+    async def start(ctx: JobContext) -> None:
+        ctx["container"] = container
+
+    async def before(ctx: JobContext) -> None:
         job = ctx["job"]
         structlog.contextvars.bind_contextvars(
             job_id=job.key, function=job.function, instance_id=(job.kwargs or {}).get("instance_id")
         )
-        ctx["request_container"] = await container().__aenter__()
 
-    async def close_scope(ctx: JobContext) -> None:
+    async def after(ctx: JobContext) -> None:
         job = ctx["job"]
         JOBS.labels(job.function, "error" if ctx.get("exception") else "ok").inc()
         JOB_SECONDS.labels(job.function).observe(max(time.time() - job.started / 1000, 0.0))
         structlog.contextvars.clear_contextvars()
-        if (request := ctx.pop("request_container", None)) is not None:
-            await request.close()
 
     return Worker(
         queue,
         functions=[provision, cleanup, reconcile],
         cron_jobs=[CronJob(reconcile, cron=reconcile_cron, timeout=300, retries=1)],
         concurrency=concurrency,
-        before_process=[open_scope],
-        after_process=[close_scope],
+        startup=[start],
+        before_process=[before],
+        after_process=[after],
         timers={"sweep": sweep_seconds, "schedule": 1, "abort": 1, "worker_info": 10},
     )
 
