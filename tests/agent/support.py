@@ -151,7 +151,7 @@ def serving(handler: type[BaseHTTPRequestHandler], state: object) -> Iterator[st
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -261,3 +261,24 @@ def fake_llm(llm: FakeLlm) -> Iterator[str]:
     """Yields the ``base_url`` of ``llm`` (``.../v1``)."""
     with serving(_LlmHandler, llm) as url:
         yield f"{url}/v1"
+
+
+@contextlib.contextmanager
+def echo_agent(agent: Path, directory: Path, *usage_statuses: int) -> Iterator[tuple[RunningAgent, UsageEndpoint]]:
+    """The agent without an ``llm`` block, reporting to a usage endpoint that answers ``usage_statuses`` first."""
+    with (
+        usage_endpoint(*usage_statuses) as (usage_url, endpoint),
+        running_agent(agent, agent_config(usage_url), directory) as running,
+    ):
+        yield running, endpoint
+
+
+@contextlib.contextmanager
+def llm_agent(agent: Path, directory: Path, llm: FakeLlm) -> Iterator[tuple[RunningAgent, UsageEndpoint]]:
+    """The agent with an ``llm`` block naming ``llm``, reporting to a usage endpoint that answers 200."""
+    with (
+        usage_endpoint() as (usage_url, endpoint),
+        fake_llm(llm) as llm_url,
+        running_agent(agent, agent_config(usage_url, llm_url), directory) as running,
+    ):
+        yield running, endpoint
