@@ -229,7 +229,7 @@ class OpenAiBackend:
     def _redacted(self, error: Any) -> str:
         """An upstream error message, short, and without the API key should the backend echo it."""
         message = error.get("message", error) if isinstance(error, dict) else error
-        return f"{message}"[:200].replace(self._llm.api_key, "***")
+        return f"{message}".replace(self._llm.api_key, "***")[:200]
 
 
 def _event_data(response: http.client.HTTPResponse) -> Iterator[str]:
@@ -382,8 +382,6 @@ class AgentServer(ThreadingHTTPServer):
 
 class AgentHandler(BaseHTTPRequestHandler):
     server: AgentServer
-    server_version = "smoke-agent"
-    sys_version = ""
     timeout = CLIENT_TIMEOUT_SECONDS
     disable_nagle_algorithm = True  # each event leaves at once instead of waiting for the previous one's ACK
 
@@ -448,6 +446,9 @@ class AgentHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(encoded)
+
+    def version_string(self) -> str:
+        return "smoke-agent"
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Requests are not logged one by one: each turn logs its own line."""
