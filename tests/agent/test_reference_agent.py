@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from smoke.adapters.agent import HttpAgentClient
 from smoke.serving import free_port
 from tests.agent.support import (
     AGENT_TOKEN,
@@ -47,6 +48,17 @@ def test_echo_streams_the_message_word_by_word_then_done_with_word_counts(agent_
     assert [event.id for event in events] == ["1", "2", "3", "4"]
     assert "".join(event.data["text"] for event in events[:-1]) == "one two three"
     assert events[-1].data == {"usage": {"provider": "echo", "model": "echo-1", "input_tokens": 3, "output_tokens": 3}}
+
+
+async def test_smokes_own_agent_client_holds_a_turn_with_it(agent_file: Path, tmp_path: Path) -> None:
+    with echo_agent(agent_file, tmp_path) as (agent, _):
+        async with httpx.AsyncClient(timeout=5) as http:
+            client = HttpAgentClient(http)
+            healthy = await client.is_healthy(agent.url)
+            events = [event async for event in await client.open_chat(agent.url, AGENT_TOKEN, "via adapter")]
+
+    assert healthy
+    assert [(event.event, event.id) for event in events] == [("delta", "1"), ("delta", "2"), ("done", "3")]
 
 
 def test_usage_is_posted_with_the_agent_token_before_done(agent_file: Path, tmp_path: Path) -> None:
