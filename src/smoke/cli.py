@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--token-delay-ms", type=int, default=20)
     simulate.set_defaults(run=_simulate_cloud)
 
+    agent = commands.add_parser("agent", help="the reference agent (SPEC §10), run as an agent VPS runs it")
+    agent.add_argument("--config", required=True, metavar="PATH", help="the agent's JSON configuration")
+    agent.add_argument("--host", default="0.0.0.0")  # noqa: S104  (as on a server: smoke reaches it from outside)
+    agent.add_argument("--port", type=int, default=8080)
+    agent.set_defaults(run=_agent)
+
     migrate = commands.add_parser("migrate", help="apply the database migrations (needs DATABASE_URL)")
     migrate.add_argument("--seed", action="store_true", help="also create the smoke customer and the catalog")
     migrate.set_defaults(run=_migrate)
@@ -155,6 +161,15 @@ def _simulate_cloud(args: argparse.Namespace, settings: Settings) -> int:
 
     _run(run())
     return 0
+
+
+def _agent(args: argparse.Namespace, settings: Settings) -> int:
+    """Become the packaged reference agent, started as a server starts it: ``python -I``, the standard library only."""
+    from importlib.resources import files
+
+    agent = str(files("smoke.agent").joinpath("reference.py"))
+    command = [sys.executable, "-I", agent, "--config", args.config, "--host", args.host, "--port", str(args.port)]
+    os.execv(sys.executable, command)  # noqa: S606  (signals and the exit code are the agent's own)
 
 
 def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
