@@ -1,14 +1,18 @@
 """Fixtures shared by every suite: the test database (a fresh one per run) and the settings that point at it.
 
 ``SMOKE_TEST_DATABASE_URL`` names a PostgreSQL server to create the run's database on (CI: the local server);
-without it the run starts an embedded PostgreSQL (pgserver) under ``/tmp``, so a bare machine passes too.
+without it the run starts an embedded PostgreSQL of its own in a new temporary directory (removed at the end), so a
+bare machine passes too and two runs never share a server.
 ``SMOKE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) is used by the tests marked ``redis``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,7 +25,6 @@ from smoke.serving import serve_asgi
 from smoke.settings import Settings
 from smoke.simulators import create_cloud_simulator
 
-EMBEDDED_PGDATA = Path("/tmp/smoke-test-pg")  # short: the unix socket path must stay under 108 bytes
 DATA_TABLES = (
     "llm_usage_events",
     "instance_status_history",
@@ -31,14 +34,31 @@ DATA_TABLES = (
 )
 
 
+@contextlib.contextmanager
+def short_temp_dir(prefix: str) -> Iterator[Path]:
+    """A new directory of this run's own, removed at the end; under ``/tmp`` when there is one, so that a unix
+    socket in it (``<dir>/pgdata/.s.PGSQL.5432``) stays well under the 108 bytes a socket path may have."""
+    parent = "/tmp" if os.access("/tmp", os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _admin_url() -> Iterator[str]:
     if url := os.environ.get("SMOKE_TEST_DATABASE_URL"):
         yield url
         return
-    import pgserver
+    from smoke.adapters.postgres.embedded import EmbeddedPostgres
 
-    server = pgserver.get_server(EMBEDDED_PGDATA, cleanup_mode="stop")
-    yield server.get_uri()
+    with short_temp_dir("smoke-pg-") as root:
+        server = EmbeddedPostgres(root / "pgdata", database="postgres", delete=True)
+        server.start()
+        try:
+            yield server.admin_url
+        finally:
+            server.stop()
 
 
 def _with_database(url: str, name: str) -> str:
