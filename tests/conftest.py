@@ -1,15 +1,23 @@
 """Fixtures shared by every suite: the test database (a fresh one per run) and the settings that point at it.
 
 ``SMOKE_TEST_DATABASE_URL`` names a PostgreSQL server to create the run's database on (CI: the local server);
-without it the run starts an embedded PostgreSQL (pgserver) under ``/tmp``, so a bare machine passes too.
-``SMOKE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) is used by the tests marked ``redis``.
+without it the run starts an embedded PostgreSQL of its own in a new temporary directory (removed at the end), so a
+bare machine passes too and two runs never share a server.
+The tests marked ``redis`` start a ``redis-server`` of their own (no persistence, a free loopback port), or use the
+Redis of ``SMOKE_TEST_REDIS_URL`` when it is set, touching only keys of their own queues there; no test flushes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import subprocess
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -17,11 +25,10 @@ import httpx
 import psycopg
 import pytest
 
-from smoke.serving import serve_asgi
+from smoke.serving import free_port, serve_asgi
 from smoke.settings import Settings
 from smoke.simulators import create_cloud_simulator
 
-EMBEDDED_PGDATA = Path("/tmp/smoke-test-pg")  # short: the unix socket path must stay under 108 bytes
 DATA_TABLES = (
     "llm_usage_events",
     "instance_status_history",
@@ -31,14 +38,31 @@ DATA_TABLES = (
 )
 
 
+@contextlib.contextmanager
+def short_temp_dir(prefix: str) -> Iterator[Path]:
+    """A new directory of this run's own, removed at the end; under ``/tmp`` when there is one, so that a unix
+    socket in it (``<dir>/pgdata/.s.PGSQL.5432``) stays well under the 108 bytes a socket path may have."""
+    parent = "/tmp" if os.access("/tmp", os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _admin_url() -> Iterator[str]:
     if url := os.environ.get("SMOKE_TEST_DATABASE_URL"):
         yield url
         return
-    import pgserver
+    from smoke.adapters.postgres.embedded import EmbeddedPostgres
 
-    server = pgserver.get_server(EMBEDDED_PGDATA, cleanup_mode="stop")
-    yield server.get_uri()
+    with short_temp_dir("smoke-pg-") as root:
+        server = EmbeddedPostgres(root / "pgdata", database="postgres", delete=True)
+        server.start()
+        try:
+            yield server.admin_url
+        finally:
+            server.stop()
 
 
 def _with_database(url: str, name: str) -> str:
@@ -80,20 +104,121 @@ def settings(database_url: str) -> Settings:
     )
 
 
+@dataclass(frozen=True)
+class RedisServer:
+    """The Redis the tests marked ``redis`` use; ``private`` when this run started it (nobody else's keys in it)."""
+
+    url: str
+    private: bool
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """``SMOKE_TEST_REDIS_URL`` when set (shared: never flushed, see ``redis_url``); otherwise a ``redis-server`` of
+    this run's own on a free loopback port, without persistence, stopped at the end; skips, saying why, without both."""
+    if url := os.environ.get("SMOKE_TEST_REDIS_URL"):
+        if problem := _redis_problem(url):
+            pytest.skip(f"SMOKE_TEST_REDIS_URL={url} does not answer ({problem}): the Redis queue tests need it")
+        yield RedisServer(url, private=False)
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("the Redis queue tests need redis-server on PATH (or a Redis named by SMOKE_TEST_REDIS_URL)")
+    with short_temp_dir("smoke-redis-") as workdir, _private_redis(binary, workdir) as url:
+        yield RedisServer(url, private=True)
+
+
 @pytest.fixture
-def redis_url() -> str:
-    """``SMOKE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), emptied; skips when Redis is unreachable."""
+def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The Redis URL for ``QUEUE_URL``, with a saq queue name of this test's own; only its keys are deleted after.
+
+    The Redis may be shared (``SMOKE_TEST_REDIS_URL``): nothing else in it is read, written or flushed.
+    """
     import redis
 
-    url = os.environ.get("SMOKE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    from smoke.adapters import queue
+
+    name = f"smoke-test-{secrets.token_hex(6)}"
+    monkeypatch.setattr(queue, "QUEUE_NAME", name)  # read by make_saq_queue each time a stack starts
+    yield redis_server.url
+    client = redis.Redis.from_url(redis_server.url, socket_connect_timeout=5, decode_responses=True)
     try:
-        client.flushdb()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"Redis is not reachable at {url}: the Redis queue tests need it (CI runs them)")
+        # saq's keys of queue ``name``: its namespace, its jobs, and the abort flags of those jobs (keyed by job key)
+        jobs = list(client.scan_iter(match=f"saq:job:{name}:*", count=1000))
+        own = [*client.scan_iter(match=f"saq:{name}:*", count=1000), *jobs]
+        own += [f"saq:abort:{job.removeprefix(f'saq:job:{name}:')}" for job in jobs]
+        if own:
+            client.delete(*own)
     finally:
         client.close()
-    return url
+
+
+def _redis_problem(url: str) -> str | None:
+    """None when Redis at ``url`` answers PING, else what went wrong."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as error:
+        return f"{type(error).__name__}: {error}"
+    finally:
+        client.close()
+    return None
+
+
+@contextlib.contextmanager
+def _private_redis(binary: str, workdir: Path, attempts: int = 3) -> Iterator[str]:
+    """``redis-server`` on 127.0.0.1 and a free port, no RDB/AOF, its files in ``workdir``; terminated at the end."""
+    log = workdir / "redis.log"
+    options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir), "--logfile", str(log)]
+    for _ in range(attempts):  # another process may take the free port before redis-server binds it
+        log.unlink(missing_ok=True)
+        port = free_port()
+        process = subprocess.Popen(
+            [binary, "--port", str(port), *options, "--daemonize", "no"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while process.poll() is None and not _served_by(url, process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None and _served_by(url, process.pid):
+            break
+        _stop_process(process)
+        if "Address already in use" not in (log.read_text() if log.exists() else ""):
+            raise RuntimeError(f"redis-server did not start on port {port}: {log.read_text() if log.exists() else ''}")
+    else:
+        raise RuntimeError(f"redis-server found no free port in {attempts} attempts")
+    try:
+        yield url
+    finally:
+        _stop_process(process)
+
+
+def _served_by(url: str, pid: int) -> bool:
+    """Whether ``url`` is answered by the redis-server of process ``pid`` (not another one that took the port)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        return bool(client.info("server")["process_id"] == pid)
+    except redis.exceptions.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 @pytest.fixture

@@ -1,30 +1,38 @@
 """PostgreSQL restarting under load: the API answers 503 (never 500) meanwhile, recovers by itself, and no
 acknowledged provision is lost.
 
-The database is an embedded PostgreSQL of this test's own (pgserver), so it can be stopped and started without
-touching the machine's server: ``pg_ctl stop -m immediate`` (a crash: every backend killed, no checkpoint), a few
-seconds without a database, then ``pg_ctl start`` (crash recovery). The API and an in-process worker run on it
-throughout; nothing is restarted but PostgreSQL.
+The database is an embedded PostgreSQL of this test's own (``EmbeddedPostgres`` in a temporary directory), so it can
+be stopped and started without touching the machine's server: ``pg_ctl stop -m immediate`` (a crash: every backend
+killed, no checkpoint), a while without a database, then ``pg_ctl start`` (crash recovery). The API and an
+in-process worker run on it throughout; nothing is restarted but PostgreSQL.
+
+Each phase lasts until what it is there to observe has happened, not a fixed time: load runs until provisions are
+acknowledged; the database stays down (at least ``OUTAGE`` seconds) until provisions and ``/readyz`` probes sent
+after the crash have been answered; after the restart, until a provision is acknowledged again. Each wait is bounded
+and fails saying what it waited for. With fixed sleeps (1.5 s, 3 s down, 3 s) the test failed now and then with
+``answered_while_down={}``: a provision in flight at the crash, between its ledger commit and its enqueue, waits for
+the queue's psycopg pool (5 s timeout) while the SQLAlchemy side fails in milliseconds, so the one sequential load
+loop was held past the whole 3 s outage and sent nothing while the database was down.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from smoke.adapters.postgres.embedded import EmbeddedPostgres
 from smoke.adapters.postgres.migrate import migrate, seed
 from smoke.settings import Settings
+from tests.conftest import short_temp_dir
 from tests.reliability import figures
 from tests.reliability.stack import (
     SMOKE,
@@ -37,48 +45,48 @@ from tests.reliability.stack import (
     wait_for_status,
 )
 
-pgserver = pytest.importorskip("pgserver", reason="pgserver (embedded PostgreSQL) has no wheel for this Python")
-
-BEFORE, OUTAGE, AFTER = 1.5, 3.0, 3.0
-"""Seconds of load before the crash, without a database, and after it is back."""
-
-
-@dataclass
-class RestartablePostgres:
-    server: Any
-    pgdata: Path
-    url: str
-
-    def stop(self) -> None:
-        pgserver.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.pgdata, user=self.server.system_user)
-
-    def start(self) -> None:
-        self.server.ensure_postgres_running()
+OUTAGE = 3.0
+"""The least time without a database, in seconds (it lasts until the requests sent meanwhile have been answered)."""
+ACKNOWLEDGED_BEFORE = 3
+"""Provisions acknowledged before the crash."""
+ANSWERED_WHILE_DOWN = 5
+"""Provisions sent after the crash and answered before the restart, at least."""
+PHASE_LIMIT = 60.0
+"""The longest any phase may wait for what it waits for, in seconds."""
 
 
 @pytest.fixture
-def restartable_postgres() -> Iterator[RestartablePostgres]:
-    pgdata = Path(f"/tmp/smoke-rel-pg-{secrets.token_hex(3)}")  # short: the socket path must fit in 108 bytes
-    server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    server.psql("CREATE DATABASE smoke;")
-    url = server.get_uri("smoke")
-    migrate(url)
-    seed(url, Settings().customer_scope())
+def restartable_postgres() -> Iterator[EmbeddedPostgres]:
+    """An embedded PostgreSQL of this test's own, migrated and seeded; its directory is removed at the end."""
+    with short_temp_dir("smoke-rel-pg-") as root:  # short: the socket path must fit in 108 bytes
+        postgres = EmbeddedPostgres(root / "pgdata", delete=True)
+        url = postgres.start()
+        try:
+            migrate(url)
+            seed(url, Settings().customer_scope())
+            yield postgres
+        finally:
+            postgres.stop()
+
+
+async def refuses_connections(url: str) -> bool:
+    """Whether a new connection to ``url`` fails (the server is really down, not only told to go)."""
     try:
-        yield RestartablePostgres(server, pgdata, url)
-    finally:
-        if server.get_postmaster_info() is None or not Path(pgdata, "postmaster.pid").exists():
-            server.ensure_postgres_running()
-        server.cleanup()
+        conn = await asyncpg.connect(url, timeout=2)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return True
+    await conn.close()
+    return False
 
 
 @dataclass
 class Load:
-    """Provisions sent one after the other, with what each got."""
+    """Provisions sent one after the other and ``/readyz`` probes, with what each got."""
 
     answers: list[tuple[float, float, str, str, Any]] = field(default_factory=list)
     """(sent at, answered at, key, status or transport error, JSON body)"""
-    readiness: list[tuple[float, int]] = field(default_factory=list)
+    readiness: list[tuple[float, float, int]] = field(default_factory=list)
+    """(sent at, answered at, status)"""
 
     async def provisions(self, stack: Stack, stop: asyncio.Event) -> None:
         n = 0
@@ -97,16 +105,38 @@ class Load:
 
     async def probes(self, stack: Stack, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            at = time.monotonic()
             with_status = await stack.api.get("/readyz", timeout=20)
-            self.readiness.append((time.monotonic(), with_status.status_code))
+            self.readiness.append((at, time.monotonic(), with_status.status_code))
             await asyncio.sleep(0.2)
+
+    def provisions_sent_since(self, since: float, status: str | None = None) -> int:
+        """Provisions sent at or after ``since`` and answered (with ``status``, if given)."""
+        return sum(1 for sent, _, _, s, _ in self.answers if sent >= since and status in (None, s))
+
+    def probes_sent_since(self, since: float, status: int | None = None) -> int:
+        return sum(1 for sent, _, code in self.readiness if sent >= since and status in (None, code))
+
+
+async def phase(what: str, done: Any, tasks: list[asyncio.Task[None]], timeout: float = PHASE_LIMIT) -> None:
+    """Wait until ``done()`` (a plain callable) is true, at most ``timeout`` s; fail naming ``what`` otherwise, or
+    at once if a load task died."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        for task in tasks:
+            if task.done():
+                task.result()  # raises what killed it
+                raise AssertionError(f"a load task stopped while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
 
 
 async def test_the_api_answers_503_while_postgres_restarts_recovers_by_itself_and_loses_no_provision(
     settings: Settings,
     cloud_url: str,
     cloud: httpx.AsyncClient,
-    restartable_postgres: RestartablePostgres,
+    restartable_postgres: EmbeddedPostgres,
     row_test: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -115,15 +145,33 @@ async def test_the_api_answers_503_while_postgres_restarts_recovers_by_itself_an
     load, stop = Load(), asyncio.Event()
     async with served_stack(configured) as stack:
         tasks = [asyncio.create_task(load.provisions(stack, stop)), asyncio.create_task(load.probes(stack, stop))]
-        await asyncio.sleep(BEFORE)
+        started_at = time.monotonic()
+        await phase(
+            f"{ACKNOWLEDGED_BEFORE} provisions acknowledged before the crash",
+            lambda: load.provisions_sent_since(started_at, "200") >= ACKNOWLEDGED_BEFORE,
+            tasks,
+        )
         down_at = time.monotonic()
-        await asyncio.to_thread(postgres.stop)
+        await asyncio.to_thread(postgres.crash)  # returns once the postmaster has exited
+        assert await refuses_connections(postgres.url), "PostgreSQL still accepts connections after the crash"
         stopped_at = time.monotonic()
-        await asyncio.sleep(OUTAGE)
+        await phase(
+            f"{ANSWERED_WHILE_DOWN} provisions and a /readyz probe sent after the crash answered, {OUTAGE:g} s passed",
+            lambda: (
+                load.provisions_sent_since(stopped_at) >= ANSWERED_WHILE_DOWN
+                and load.probes_sent_since(stopped_at) >= 1
+                and time.monotonic() - stopped_at >= OUTAGE
+            ),
+            tasks,
+        )
         restart_at = time.monotonic()
-        await asyncio.to_thread(postgres.start)
+        await asyncio.to_thread(postgres.resume)
         up_at = time.monotonic()
-        await asyncio.sleep(AFTER)
+        await phase(
+            "a provision acknowledged and /readyz 200 after the restart",
+            lambda: load.provisions_sent_since(up_at, "200") >= 1 and load.probes_sent_since(up_at, 200) >= 1,
+            tasks,
+        )
         stop.set()
         await asyncio.gather(*tasks)
 
@@ -153,11 +201,18 @@ async def test_the_api_answers_503_while_postgres_restarts_recovers_by_itself_an
     first_ok_after = min(
         (done - up_at for _, done, _, s, _ in load.answers if s == "200" and done >= up_at), default=None
     )
-    ready_during = Counter(code for at, code in load.readiness if stopped_at <= at < restart_at)
+    ready_during = Counter(
+        code for sent, answered, code in load.readiness if stopped_at <= sent and answered < restart_at
+    )
+    # the request in flight when the crash came: it may wait for a pool's timeout and hold the load loop meanwhile
+    in_flight_at_crash = max(
+        (answered - sent for sent, answered, _, _, _ in load.answers if sent < stopped_at and answered >= down_at),
+        default=0.0,
+    )
     lost = len(acknowledged) - len(reached)
     figures.record(
         "db-restart",
-        f"PostgreSQL crash-restart under load ({OUTAGE:g} s without a database)",
+        "PostgreSQL crash-restart under load",
         row_test,
         attempted=len(load.answers),
         acknowledged=len(acknowledged),
@@ -166,6 +221,8 @@ async def test_the_api_answers_503_while_postgres_restarts_recovers_by_itself_an
         slowest_answer_while_down_s=slowest_while_down,
         readyz_while_down=dict(ready_during),
         stop_s=stopped_at - down_at,
+        in_flight_at_crash_s=in_flight_at_crash,
+        outage_s=restart_at - stopped_at,
         restart_s=up_at - restart_at,
         first_200_after_restart_s=first_ok_after,
         refused_503_then_retried=len(retried),
@@ -189,7 +246,7 @@ async def test_the_api_answers_503_while_postgres_restarts_recovers_by_itself_an
 
 
 async def test_while_postgres_refuses_new_connections_every_endpoint_answers_503_not_500(
-    settings: Settings, cloud_url: str, restartable_postgres: RestartablePostgres
+    settings: Settings, cloud_url: str, restartable_postgres: EmbeddedPostgres
 ) -> None:
     postgres = restartable_postgres
     configured = stack_settings(settings.replace(database_url=postgres.url), cloud_url)
@@ -197,9 +254,7 @@ async def test_while_postgres_refuses_new_connections_every_endpoint_answers_503
         # A smart shutdown waits for the connections already open (this one) and meanwhile refuses every new one with
         # 57P03 "the database system is shutting down": the window a restart goes through too, made to last.
         holder = await asyncpg.connect(postgres.url)
-        await asyncio.to_thread(
-            pgserver.pg_ctl, ["-W", "-m", "smart", "stop"], pgdata=postgres.pgdata, user=postgres.server.system_user
-        )
+        await asyncio.to_thread(postgres.shut_down_smart)
         try:
             report = {"request_id": "r", "provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1}
             answers = {
@@ -211,9 +266,9 @@ async def test_while_postgres_refuses_new_connections_every_endpoint_answers_503
                 "poll": await stack.api.get(f"{SMOKE}/instances/by-key/refused"),
             }
         finally:
-            await asyncio.to_thread(postgres.stop)
+            await asyncio.to_thread(postgres.crash)
             holder.terminate()
-            await asyncio.to_thread(postgres.start)
+            await asyncio.to_thread(postgres.resume)
 
             async def ready() -> bool:
                 return (await stack.api.get("/readyz")).status_code == 200
