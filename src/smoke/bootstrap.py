@@ -181,7 +181,9 @@ class CloudProviders(Provider):
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             yield HttpAgentClient(client)
 
-    user_data = provide(CloudInitUserData, provides=UserDataRenderer)
+    @provide
+    def provide_user_data(self) -> UserDataRenderer:
+        return CloudInitUserData()
 
 
 class PolicyProvider(Provider):
