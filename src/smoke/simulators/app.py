@@ -62,8 +62,12 @@ def create_cloud_simulator(
     Raises:
         ValueError: an empty token, a negative duration or limit, an unknown timing or a rate limit below 1.
     """
-    if not token or token_delay_ms < 0 or (server_limit is not None and server_limit < 0) or rate_limit < 1:
-        raise ValueError("the token must not be empty, durations and limits must not be negative")
+    if not token:
+        raise ValueError("the token must not be empty")
+    if token_delay_ms < 0 or (server_limit is not None and server_limit < 0):
+        raise ValueError("durations and the server limit must not be negative")
+    if rate_limit < 1:
+        raise ValueError("the rate limit must allow at least one request an hour")
     settings = SimulatorSettings(
         token=token,
         timing=Timing.named(timing, action_seconds=action_seconds, boot_seconds=boot_seconds),

@@ -17,8 +17,6 @@ _SECONDS_PER_HOUR = 3600.0
 
 class TokenBucket:
     def __init__(self, now: float, capacity: int = DEFAULT_CAPACITY) -> None:
-        if capacity < 1:
-            raise ValueError("the rate limit must allow at least one request an hour")
         self.capacity = capacity
         self._refill_per_second = capacity / _SECONDS_PER_HOUR
         self._tokens = float(capacity)
