@@ -6,19 +6,12 @@ server's ``create_server`` when the server was created with ``firewalls``), then
 servers list it as ``applied``. ``remove_from_resources`` takes a server off when its ``remove_firewall`` action
 succeeds. ``set_rules`` replaces the rules at once and starts ``set_firewall_rules`` plus one ``apply_firewall``
 per server the firewall applies to. A firewall applied to anything cannot be deleted (422 ``resource_in_use``); a
-deleted server drops out of every firewall.
-
-Rules: ``direction`` ``in`` (with ``source_ips``) or ``out`` (with ``destination_ips``); ``protocol`` ``tcp``,
-``udp``, ``icmp``, ``esp`` or ``gre``; ``port`` (``"80"`` or ``"80-85"``) for ``tcp`` and ``udp`` only; at most
-100 CIDR blocks a rule, each a network with empty host bits or a single host, stored in canonical form; at most
-50 rules.
+deleted server drops out of every firewall. The rules themselves are checked in :mod:`.firewall_rules`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import random
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,6 +20,7 @@ import msgspec
 
 from smoke.simulators.hetzner.actions import Action, ActionLog, Resource
 from smoke.simulators.hetzner.errors import api_error, invalid_field, not_found
+from smoke.simulators.hetzner.firewall_rules import Rule, checked_rules
 from smoke.simulators.hetzner.labels import InvalidSelector, LabelPredicate, parse_selector
 from smoke.simulators.hetzner.listing import Query, first, paginate, sorted_by
 from smoke.simulators.hetzner.servers import Server, Servers
@@ -36,19 +30,7 @@ from smoke.simulators.hetzner.validation import check_labels, decode_request, la
 
 __all__ = ("Firewall", "Firewalls")
 
-MAX_RULES = 50
-MAX_CIDRS_PER_RULE = 100
 MAX_NAME_LENGTH = 128
-_PORT = re.compile(r"^(?P<low>[0-9]{1,5})(?:-(?P<high>[0-9]{1,5}))?$")
-
-
-class _Rule(msgspec.Struct):
-    direction: Literal["in", "out"]
-    protocol: Literal["tcp", "udp", "icmp", "esp", "gre"]
-    port: str | None = None
-    source_ips: list[str] = []
-    destination_ips: list[str] = []
-    description: str | None = None
 
 
 class _ResourceId(msgspec.Struct):
@@ -68,7 +50,7 @@ class _FirewallResource(msgspec.Struct):
 class _CreateRequest(msgspec.Struct):
     name: str
     labels: dict[str, str] = {}
-    rules: list[_Rule] = []
+    rules: list[Rule] = []
     apply_to: list[_FirewallResource] = []
 
 
@@ -78,7 +60,7 @@ class _UpdateRequest(msgspec.Struct):
 
 
 class _SetRulesRequest(msgspec.Struct):
-    rules: list[_Rule]
+    rules: list[Rule]
 
 
 class _ApplyRequest(msgspec.Struct):
@@ -160,7 +142,7 @@ class Firewalls:
         request = decode_request(body, _CreateRequest)
         self._check_name(request.name)
         check_labels(request.labels)
-        rules = _checked_rules(request.rules)
+        rules = checked_rules(request.rules)
         targets = self._targets(request.apply_to, missing_status=422)
         firewall = Firewall(next(self._ids), request.name, dict(request.labels), now, rules)
         self._firewalls[firewall.id] = firewall
@@ -198,7 +180,7 @@ class Firewalls:
 
     def set_rules(self, firewall_id: int, body: bytes, now: float) -> dict[str, object]:
         firewall = self._existing(firewall_id)
-        firewall.rules = _checked_rules(decode_request(body, _SetRulesRequest).rules)
+        firewall.rules = checked_rules(decode_request(body, _SetRulesRequest).rules)
         actions = [self._start("set_firewall_rules", firewall, None, now)]
         actions += [
             self._start("apply_firewall", firewall, server, now)
@@ -348,53 +330,3 @@ def _unselect(firewall: Firewall, selector: str) -> Callable[[Action], None]:
             firewall.selectors.pop(selector, None)
 
     return on_end
-
-
-def _checked_rules(rules: list[_Rule]) -> list[dict[str, object]]:
-    """``rules`` as the API stores and shows them; 422 on ``rules`` for the first one it would refuse."""
-    if len(rules) > MAX_RULES:
-        raise invalid_field("rules", f"at most {MAX_RULES} rules are allowed")
-    return [_checked_rule(rule) for rule in rules]
-
-
-def _checked_rule(rule: _Rule) -> dict[str, object]:
-    ips, unused = (rule.source_ips, rule.destination_ips)
-    if rule.direction == "out":
-        ips, unused = unused, ips
-    if unused or not ips:
-        wanted = "source_ips" if rule.direction == "in" else "destination_ips"
-        raise invalid_field("rules", f"a rule of direction {rule.direction} needs {wanted} and only those")
-    if len(ips) > MAX_CIDRS_PER_RULE:
-        raise invalid_field("rules", f"at most {MAX_CIDRS_PER_RULE} CIDR blocks are allowed per rule")
-    if rule.protocol in ("tcp", "udp"):
-        _check_port(rule.port)
-    elif rule.port is not None:
-        raise invalid_field("rules", f"port is only allowed for tcp and udp, not {rule.protocol}")
-    if rule.description is not None and len(rule.description) > 255:
-        raise invalid_field("rules", "description is too long (at most 255 characters)")
-    canonical = [_canonical_cidr(ip) for ip in ips]
-    return {
-        "direction": rule.direction,
-        "protocol": rule.protocol,
-        "port": rule.port,
-        "source_ips": canonical if rule.direction == "in" else [],
-        "destination_ips": canonical if rule.direction == "out" else [],
-        "description": rule.description,
-    }
-
-
-def _check_port(port: str | None) -> None:
-    found = _PORT.match(port or "")
-    low = int(found["low"]) if found else 0
-    high = int(found["high"] or low) if found else 0
-    if not 1 <= low <= high <= 65535:
-        raise invalid_field("rules", f"port {port!r} is not a port (1-65535) or a range of them (1024-5000)")
-
-
-def _canonical_cidr(cidr: str) -> str:
-    try:
-        if "/" not in cidr:
-            raise ValueError("no prefix length")
-        return str(ipaddress.ip_network(cidr, strict=True))
-    except ValueError as exc:
-        raise invalid_field("rules", f"{cidr!r} is not a CIDR block with empty host bits: {exc}") from exc
