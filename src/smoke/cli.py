@@ -102,9 +102,21 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=9000)
     simulate.add_argument("--token", default="sim-token")
-    simulate.add_argument("--action-seconds", type=float, default=1.0)
-    simulate.add_argument("--boot-seconds", type=float, default=1.0)
+    simulate.add_argument(
+        "--timing",
+        choices=("fast", "realistic"),
+        default="fast",
+        help="fast: every action and boot 1 s; realistic: as long as at Hetzner, with jitter (default fast)",
+    )
+    simulate.add_argument("--action-seconds", type=float, help="how long every action runs (overrides --timing)")
+    simulate.add_argument(
+        "--boot-seconds", type=float, help="from running until the agent answers (overrides --timing)"
+    )
     simulate.add_argument("--token-delay-ms", type=int, default=20)
+    simulate.add_argument("--server-limit", type=int, help="servers the project may have at once (default: no limit)")
+    simulate.add_argument(
+        "--rate-limit", type=int, default=3600, help="requests the project's bucket holds and refills per hour"
+    )
     simulate.set_defaults(run=_simulate_cloud)
 
     agent = commands.add_parser("agent", help="the reference agent (SPEC §10), run as an agent VPS runs it")
@@ -147,12 +159,19 @@ def _simulate_cloud(args: argparse.Namespace, settings: Settings) -> int:
     from smoke.serving import serve_asgi
     from smoke.simulators import create_cloud_simulator
 
-    simulator = create_cloud_simulator(
-        token=args.token,
-        action_seconds=args.action_seconds,
-        boot_seconds=args.boot_seconds,
-        token_delay_ms=args.token_delay_ms,
-    )
+    try:
+        simulator = create_cloud_simulator(
+            token=args.token,
+            action_seconds=args.action_seconds,
+            boot_seconds=args.boot_seconds,
+            token_delay_ms=args.token_delay_ms,
+            timing=args.timing,
+            server_limit=args.server_limit,
+            rate_limit=args.rate_limit,
+        )
+    except ValueError as exc:
+        print(f"smoke: simulate-cloud: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     async def run() -> None:
         async with serve_asgi(simulator, host=args.host, port=args.port) as url:
