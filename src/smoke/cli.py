@@ -1,44 +1,27 @@
-"""The ``smoke`` command line: up | demo | check | serve | worker | migrate | simulate-cloud."""
+"""The ``smoke`` command line: parsing only; the commands run in ``smoke.stack`` (the server side) and ``smoke.check``.
+
+Nothing heavy is imported until a command needs it, so that ``smoke check`` in CI loads no server code.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import dataclasses
 import logging
 import os
-import secrets
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from smoke.observability import configure_logging
+from smoke.process import StartupFailed
+from smoke.process import run as _run
+from smoke.process import until_signalled as _until_signalled
 from smoke.settings import Settings, SettingsError
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from smoke.check import ConsoleProgress, SmokeCheck
 
 __all__ = ("main",)
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
-STATE_DIR = Path(".smoke")
-
-
-T = TypeVar("T")
-
-
-def _run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop (about a fifth more requests per second here than the default loop)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"smoke: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except StartupFailed as error:
+        print(f"smoke: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -131,6 +117,88 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--message", default="hello from smoke check", help="the chat message (1..4000 characters)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole scenario (default 900)")
+    parser.add_argument("--junit-xml", type=_junit_path, metavar="PATH", help="also write a JUnit XML report here")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+
+
+def _junit_path(text: str) -> Path:
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the directory {path.parent} does not exist")
+    return path
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from smoke import stack
+
+    stack.up(settings, args.host, args.port)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from smoke import stack
+    from smoke.check import EXIT_INTERRUPTED, CheckOptions, emit_report, stderr_console
+
+    try:  # the stack's URL and token come later: check the rest before starting anything
+        template = CheckOptions(
+            base_url="http://127.0.0.1",
+            token="-",  # noqa: S106  (a placeholder: the stack generates the token)
+            message=args.message,
+            timeout=args.timeout,
+            poll_interval=0.25,
+        )
+    except ValueError as error:
+        print(f"smoke demo: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if "LOG_LEVEL" not in os.environ:  # the progress lines are the demo's output; the stack's logs would bury them
+        logging.getLogger().setLevel(logging.WARNING)
+    console = stderr_console()
+    report = stack.demo(settings, template, console)
+    if report is None:
+        return EXIT_INTERRUPTED
+    return emit_report(report, console=console, json_output=args.json, junit_path=args.junit_xml)
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from smoke.check import CheckOptions
+    from smoke.check.command import run_check
+
+    try:
+        options = CheckOptions(
+            base_url=args.base_url,
+            token=args.token or settings.ops_bearer_token or "",
+            manifest_id=args.manifest,
+            region_id=args.region,
+            tier_id=args.tier,
+            message=args.message,
+            timeout=args.timeout,
+            keep=args.keep,
+        )
+    except ValueError as error:
+        print(f"smoke check: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_check(options, json_output=args.json, junit_path=args.junit_xml)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from smoke import stack
+
+    settings.require("DATABASE_URL", "OPS_BEARER_TOKEN", "AGENT_TOKEN_SECRET")
+    stack.serve(settings, args.host, args.port)
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from smoke import stack
+
+    settings.require("DATABASE_URL", "HETZNER_API_TOKEN", "AGENT_TOKEN_SECRET")
+    stack.work(settings, args.concurrency)
+    return 0
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from smoke.adapters.postgres.migrate import migrate, seed
 
@@ -140,18 +208,6 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     if args.seed:
         seed(settings.database_url, settings.customer_scope())
     print("smoke: database migrated" + (" and seeded" if args.seed else ""))
-    return 0
-
-
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    settings.require("DATABASE_URL", "OPS_BEARER_TOKEN", "AGENT_TOKEN_SECRET")
-    _run(_serve_api(settings, args.host, args.port))
-    return 0
-
-
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    settings.require("DATABASE_URL", "HETZNER_API_TOKEN", "AGENT_TOKEN_SECRET")
-    _run(_run_worker(settings, args.concurrency))
     return 0
 
 
@@ -189,226 +245,3 @@ def _agent(args: argparse.Namespace, settings: Settings) -> int:
     agent = str(files("smoke.agent").joinpath("reference.py"))
     command = [sys.executable, "-I", agent, "--config", args.config, "--host", args.host, "--port", str(args.port)]
     os.execv(sys.executable, command)  # noqa: S606  (signals and the exit code are the agent's own)
-
-
-def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--message", default="hello from smoke check", help="the chat message (1..4000 characters)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole scenario (default 900)")
-    parser.add_argument("--junit-xml", type=Path, metavar="PATH", help="also write a JUnit XML report here")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
-
-
-def _up(args: argparse.Namespace, settings: Settings) -> int:
-    with _prepared_stack(settings) as (settings, generated_token):
-        _run(_run_stack(settings, args.host, args.port, generated_token))
-    return 0
-
-
-@contextlib.contextmanager
-def _prepared_stack(settings: Settings, out: TextIO | None = None) -> Iterator[tuple[Settings, bool]]:
-    """Settings with a token and a migrated, seeded database (embedded without DATABASE_URL); is the token new."""
-    from smoke.adapters.postgres.embedded import EmbeddedPostgres
-    from smoke.adapters.postgres.migrate import migrate, seed
-
-    embedded = None if settings.database_url else EmbeddedPostgres(STATE_DIR / "pgdata")
-    generated_token = settings.ops_bearer_token is None
-    settings = settings.replace(
-        ops_bearer_token=settings.ops_bearer_token or secrets.token_urlsafe(24),
-        agent_token_secret=settings.agent_token_secret or secrets.token_urlsafe(32),
-    )
-    try:
-        if embedded is not None:
-            print(f"smoke: starting embedded PostgreSQL in {STATE_DIR / 'pgdata'}", file=out)
-            settings = settings.replace(database_url=embedded.start())
-        assert settings.database_url is not None
-        migrate(settings.database_url)
-        seed(settings.database_url, settings.customer_scope())
-        yield settings, generated_token
-    finally:
-        if embedded is not None:
-            embedded.stop()
-
-
-def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from smoke.check import CheckOptions, SmokeCheck
-
-    try:
-        options = CheckOptions(
-            base_url=args.base_url,
-            token=args.token or settings.ops_bearer_token or "",
-            manifest_id=args.manifest,
-            region_id=args.region,
-            tier_id=args.tier,
-            message=args.message,
-            timeout=args.timeout,
-            keep=args.keep,
-        )
-    except ValueError as error:
-        print(f"smoke check: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    if (problem := _junit_path_problem(args.junit_xml)) is not None:
-        print(f"smoke check: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    console = _stderr_console()
-    check = SmokeCheck(options, observer=_progress(console))
-    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # the report says "interrupted"
-        _run(_cancelled_by_sigterm(check.run()))
-    return _report(check, args, console)
-
-
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from smoke.check import CheckOptions, SmokeCheck
-    from smoke.serving import free_port
-
-    try:  # the stack's URL and token come later: check the rest before starting anything
-        template = CheckOptions(
-            base_url="http://127.0.0.1",
-            token="-",  # noqa: S106  (a placeholder: the stack generates the token)
-            message=args.message,
-            timeout=args.timeout,
-            poll_interval=0.25,
-        )
-    except ValueError as error:
-        print(f"smoke demo: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    if (problem := _junit_path_problem(args.junit_xml)) is not None:
-        print(f"smoke demo: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    if "LOG_LEVEL" not in os.environ:  # the progress lines are the demo's output; the stack's logs would bury them
-        logging.getLogger().setLevel(logging.WARNING)
-    console = _stderr_console()
-    checks: list[SmokeCheck] = []
-
-    async def check_against(url: str) -> None:
-        assert stack_settings.ops_bearer_token is not None
-        options = dataclasses.replace(template, base_url=url, token=stack_settings.ops_bearer_token)
-        checks.append(SmokeCheck(options, observer=_progress(console)))
-        console.print(f"smoke demo: the stack is up on {url}; running smoke check against it", soft_wrap=True)
-        await _cancelled_by_sigterm(checks[0].run())
-
-    with (
-        _prepared_stack(settings, out=sys.stderr) as (stack_settings, _generated),
-        contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError),  # the report says "interrupted"
-    ):
-        _run(_run_stack(stack_settings, "127.0.0.1", free_port(), False, main=check_against))
-    if not checks:
-        return 130
-    return _report(checks[0], args, console)
-
-
-def _junit_path_problem(path: Path | None) -> str | None:
-    if path is not None and not path.parent.is_dir():
-        return f"--junit-xml {path}: the directory {path.parent} does not exist"
-    return None
-
-
-def _stderr_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def _progress(console: Console) -> ConsoleProgress:
-    from smoke.check import ConsoleProgress
-
-    return ConsoleProgress(console)
-
-
-def _report(check: SmokeCheck, args: argparse.Namespace, console: Console) -> int:
-    from smoke.check import emit_report
-
-    return emit_report(check.report, console=console, json_output=args.json, junit_path=args.junit_xml)
-
-
-async def _cancelled_by_sigterm(work: Awaitable[Any]) -> None:
-    """Await ``work``; SIGTERM (a CI job cancelled) cancels it like Ctrl-C does, so that it cleans up first."""
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        await work
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
-def _print_banner(settings: Settings, url: str, generated_token: bool) -> None:
-    print(f"smoke: API on {url}  (docs: {url}/schema)")
-    print(f"smoke: cloud: {settings.hetzner_api_url}")
-    if generated_token:
-        print(f"smoke: generated OPS_BEARER_TOKEN={settings.ops_bearer_token}")
-    token = settings.ops_bearer_token if generated_token else "$OPS_BEARER_TOKEN"
-    print(
-        f"  curl -X POST {url}/internal/v1/smoke/provision -H 'Authorization: Bearer {token}' "
-        "-H 'Content-Type: application/json' "
-        '-d \'{"idempotency_key": "try-1", "manifest_id": "agent-default", "region_id": "fsn1", "tier_id": "small"}\''
-    )
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-async def _serve_api(settings: Settings, host: str, port: int) -> None:
-    from smoke.api import create_app
-    from smoke.bootstrap import make_container
-    from smoke.serving import serve_asgi
-
-    async with serve_asgi(create_app(make_container(settings)), host=host, port=port):
-        await _until_signalled()
-    print("smoke: stopped")
-
-
-async def _run_worker(settings: Settings, concurrency: int) -> None:
-    from smoke.bootstrap import make_container
-    from smoke.worker import running_worker
-
-    container = make_container(settings)
-    try:
-        async with running_worker(container, settings, concurrency=concurrency):
-            await _until_signalled()
-    finally:
-        await container.close()
-
-
-async def _run_stack(
-    settings: Settings,
-    host: str,
-    port: int,
-    generated_token: bool,
-    main: Callable[[str], Awaitable[None]] | None = None,
-) -> None:
-    """API, worker and (without a Hetzner token) the simulated cloud, in this one process.
-
-    Runs until SIGINT or SIGTERM; or, given ``main``, until ``main(api_url)`` returns (then quietly: no banner).
-    """
-    from smoke.api import create_app
-    from smoke.bootstrap import make_container
-    from smoke.serving import serve_asgi
-    from smoke.simulators import create_cloud_simulator
-    from smoke.worker import running_worker
-
-    url = f"http://{host}:{port}"
-    async with contextlib.AsyncExitStack() as stack:
-        if settings.hetzner_api_token is None:
-            cloud = await stack.enter_async_context(serve_asgi(create_cloud_simulator(), host="127.0.0.1"))
-            settings = settings.replace(
-                hetzner_api_url=f"{cloud}/v1",
-                hetzner_api_token="sim-token",  # noqa: S106  (the simulator's own token)
-                agent_url_template=f"{cloud}/agents/{{provider_server_id}}",
-                public_url=url,
-                provision_poll_seconds=0.25,
-            )
-        container = make_container(settings)
-        await stack.enter_async_context(serve_asgi(create_app(container), host=host, port=port))
-        await stack.enter_async_context(running_worker(container, settings))
-        if main is not None:
-            await main(url)
-            return
-        _print_banner(settings, url, generated_token)
-        await _until_signalled()
-    print("smoke: stopped")

@@ -13,16 +13,16 @@ import httpx
 import pytest
 
 from smoke.client import (
-    AgentUnavailable,
-    ChatEvent,
+    BadGateway,
     ChatFailed,
     Conflict,
-    InstanceNotFound,
+    NoSuchInstance,
     NotAuthenticated,
     ServiceUnavailable,
     SmokeApiError,
     SmokeClient,
     SmokeConnectionError,
+    SseEvent,
     UnexpectedResponse,
     ValidationFailed,
 )
@@ -59,7 +59,7 @@ def sse(*chunks: str) -> Handler:
     return handle
 
 
-async def events_of(client: SmokeClient, message: str = "hi there") -> list[ChatEvent]:
+async def events_of(client: SmokeClient, message: str = "hi there") -> list[SseEvent]:
     async with client:
         return [event async for event in client.chat(INSTANCE, message)]
 
@@ -136,9 +136,9 @@ async def test_healthz_returns_when_the_service_is_alive() -> None:
     ("status", "body", "error"),
     [
         (401, {"detail": "Not authenticated"}, NotAuthenticated),
-        (404, {"detail": "Instance not found"}, InstanceNotFound),
+        (404, {"detail": "Instance not found"}, NoSuchInstance),
         (409, {"detail": "Instance is not running"}, Conflict),
-        (502, {"detail": "the agent is down"}, AgentUnavailable),
+        (502, {"detail": "the agent is down"}, BadGateway),
         (503, {"detail": "Database or queue unavailable, retry later"}, ServiceUnavailable),
         (500, {"detail": "Internal Server Error"}, SmokeApiError),
         (404, {"detail": "Not Found"}, SmokeApiError),
@@ -169,7 +169,7 @@ async def test_a_422_keeps_the_detail_list_and_says_which_field() -> None:
 
 async def test_an_error_without_a_json_body_carries_its_text() -> None:
     async with client_of(lambda request: httpx.Response(502, text="<html>Bad Gateway</html>")) as client:
-        with pytest.raises(AgentUnavailable, match="Bad Gateway"):
+        with pytest.raises(BadGateway, match="Bad Gateway"):
             await client.healthz()
 
 
@@ -233,7 +233,7 @@ async def test_chat_posts_the_message() -> None:
 
 async def test_an_error_event_raises_chat_failed_after_the_events_before_it() -> None:
     stream = sse('event: delta\ndata: {"text": "hi"}\n\n', 'event: error\ndata: {"detail": "agent lost"}\n\n')
-    received: list[ChatEvent] = []
+    received: list[SseEvent] = []
 
     async def consume() -> None:
         async with client_of(stream) as client:
