@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from smoke.bootstrap import make_container
 from smoke.check import CheckOptions, SmokeCheck
 from smoke.serving import free_port, serve_asgi
 from smoke.settings import Settings
+from smoke.simulators import create_cloud_simulator
 from smoke.worker import running_worker
 from tests.integration.conftest import stack_settings
 from tests.integration.support import servers
@@ -33,6 +36,18 @@ async def api_url(
     container = make_container(stack)
     async with serve_asgi(create_app(container), port=port) as url, running_worker(container, stack):
         yield url
+
+
+@pytest.fixture
+async def api_url_on_a_cloud_refusing_the_token(settings: Settings, clean_database: str) -> AsyncIterator[str]:
+    """The stack as ``api_url``, on a simulated cloud that accepts another token than the worker's own."""
+    simulator = create_cloud_simulator(token="not-the-workers-token", action_seconds=0.1, boot_seconds=0.1)
+    async with serve_asgi(simulator) as cloud_url:
+        port = free_port()
+        stack = stack_settings(settings, cloud_url).replace(public_url=f"http://127.0.0.1:{port}")
+        container = make_container(stack)
+        async with serve_asgi(create_app(container), port=port) as url, running_worker(container, stack):
+            yield url
 
 
 def smoke_command(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -95,6 +110,7 @@ async def test_the_command_with_a_wrong_token_exits_2_and_writes_its_reports(api
     assert junit.read_text().startswith("<?xml")
 
 
+@pytest.mark.slow
 def test_smoke_demo_checks_its_own_stack_and_exits_with_the_checks_code(clean_database: str, tmp_path: Path) -> None:
     junit = tmp_path / "smoke.xml"
 
@@ -105,3 +121,25 @@ def test_smoke_demo_checks_its_own_stack_and_exits_with_the_checks_code(clean_da
     assert result.stderr.splitlines()[-1].startswith("smoke check passed in ")
     assert "Traceback" not in result.stderr
     assert junit.is_file()
+
+
+async def test_a_refused_hetzner_token_fails_the_command_in_seconds_naming_the_refusal(
+    api_url_on_a_cloud_refusing_the_token: str, settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.ops_bearer_token is not None
+    junit = tmp_path / "smoke.xml"
+    arguments = ("check", "--base-url", api_url_on_a_cloud_refusing_the_token, "--junit-xml", str(junit))
+    started = time.monotonic()
+
+    result = await asyncio.to_thread(
+        smoke_command, *arguments, cwd=tmp_path, OPS_BEARER_TOKEN=settings.ops_bearer_token
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - started < 30
+    summary = result.stderr.splitlines()[-1]
+    assert summary.startswith("smoke check failed at wait-running: ")
+    assert "unauthorized: unable to authenticate; the cloud refuses the worker's HETZNER_API_TOKEN" in summary
+    failure = ET.parse(junit).find("testsuite/testcase[@name='wait-running']/failure")
+    assert failure is not None
+    assert "unauthorized: unable to authenticate" in failure.get("message", "")

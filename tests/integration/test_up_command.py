@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from smoke.serving import free_port
 
@@ -31,6 +32,7 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout: float = 60) -> str
     raise AssertionError("smoke up printed no token:\n" + "".join(seen))
 
 
+@pytest.mark.slow
 def test_smoke_up_provisions_against_the_simulated_cloud_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     environment = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "LOG_LEVEL": "WARNING"}

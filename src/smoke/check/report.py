@@ -35,6 +35,9 @@ class StepResult:
     message: str = ""
     last_seen: str = ""
     """What the step saw last while waiting (``status provisioning``): named when it runs out of time."""
+    reason: str | None = None
+    """For a failed step, the reason of the instance's latest event (``Hetzner: unauthorized: ...``), if it gave one;
+    ``message`` ends with it too."""
     started: float | None = None
 
 
@@ -108,7 +111,13 @@ class CheckReport:
             "seconds": round(self.seconds, 3),
             "reply": self.reply,
             "steps": [
-                {"name": s.name, "status": s.status, "seconds": round(s.seconds, 3), "message": s.message}
+                {
+                    "name": s.name,
+                    "status": s.status,
+                    "seconds": round(s.seconds, 3),
+                    "message": s.message,
+                    "reason": s.reason,
+                }
                 for s in self.steps
             ],
         }

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 
+from smoke.check.provisioning import MAX_ATTEMPTS, KeyedProvision
 from smoke.check.report import CheckReport, Observer, StepResult
 from smoke.client import (
+    PROVISION_CHOICE_FIELDS,
     ChatFailed,
     NotAuthenticated,
     SmokeApiError,
@@ -31,6 +34,12 @@ FORWARD_SHARE: Final = 0.8
 CLEANUP_SHARE: Final = 0.2
 LLM_EVENTS_WINDOW: Final = 900
 MAX_MESSAGE: Final = 4000
+ASIDE_TIMEOUT: Final = 5.0
+"""Seconds for a request that only explains a failure (the instance's events, the catalog's choices)."""
+_CREDENTIALS_REFUSED: Final = re.compile(r": (?:unauthorized|forbidden|token_readonly): ")
+"""A reason of the form ``<cloud>: <code>: <message>`` whose code says the cloud refuses the worker's token: the
+worker retries a cleanup for ever then (an operator must fix the token), so waiting for its end is pointless."""
+_REFUSAL_HINT: Final = "the cloud refuses the worker's HETZNER_API_TOKEN"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +60,8 @@ class CheckOptions:
     keep: bool = False
     poll_interval: float = 1.0
     request_timeout: float = 30.0
+    retry_delay: float = 0.5
+    """Seconds before a provision is tried again with the same key; doubled for each further try."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", normalized_base_url(self.base_url))
@@ -63,10 +74,11 @@ class CheckOptions:
 
 
 class _StepFailed(Exception):
-    """The step saw something wrong; ``message`` says what, in one line."""
+    """The step saw something wrong; ``message`` says what, in one line; ``usage`` when the command was misused."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, usage: bool = False) -> None:
         self.message = message
+        self.usage = usage
         super().__init__(message)
 
 
@@ -85,6 +97,13 @@ class SmokeCheck:
     ) -> None:
         self.options = options
         self.report = CheckReport(options.base_url, f"check-{uuid4()}")
+        self._provision_request = KeyedProvision(
+            idempotency_key=self.report.idempotency_key,
+            manifest_id=options.manifest_id,
+            region_id=options.region_id,
+            tier_id=options.tier_id,
+            retry_delay=options.retry_delay,
+        )
         self._observer = observer or Observer()
         self._transport = transport
 
@@ -134,17 +153,27 @@ class SmokeCheck:
                 return
 
     async def _cleanup(self, client: SmokeClient, started: float) -> None:
-        delete, deleted = self.report.step("delete"), self.report.step("wait-deleted")
-        if self.options.keep or self.report.instance_id is None:
-            reason = "--keep: the instance is left as it is" if self.options.keep else "nothing to delete"
-            for step in (delete, deleted):
-                step.status, step.message = "skipped", reason
-                self._observer.step_finished(step)
+        """Delete what the run created, also what its key may stand for when the provision's answer never came."""
+        if self.options.keep:
+            self._skip("delete", "wait-deleted", reason="--keep: the instance is left as it is")
+            return
+        if self.report.instance_id is None and not self._provision_request.outstanding:
+            self._skip("delete", "wait-deleted", reason="nothing to delete")
             return
         loop = asyncio.get_running_loop()
         deadline = max(started + self.options.timeout, loop.time() + self.options.timeout * CLEANUP_SHARE)
-        if await self._step(client, "delete", deadline, self._delete):
+        if not await self._step(client, "delete", deadline, self._delete):
+            return
+        if self.report.instance_id is None:
+            self._skip("wait-deleted", reason="nothing to delete: the API holds no instance under the key")
+        else:
             await self._step(client, "wait-deleted", deadline, self._wait_deleted)
+
+    def _skip(self, *names: str, reason: str) -> None:
+        for name in names:
+            step = self.report.step(name)
+            step.status, step.message = "skipped", reason
+            self._observer.step_finished(step)
 
     async def _step(self, client: SmokeClient, name: str, deadline: float, action: Action) -> bool:
         """Run one step within ``deadline`` (loop time); record and report its outcome; True when it passed."""
@@ -157,24 +186,39 @@ class SmokeCheck:
             step.status = "passed"
         except TimeoutError:
             seen = f"; last seen: {step.last_seen}" if step.last_seen else ""
-            self._fail(step, f"{name} timed out after {time.monotonic() - step.started:.0f} s{seen}")
+            await self._fail(client, step, f"{name} timed out after {time.monotonic() - step.started:.0f} s{seen}")
         except _StepFailed as error:
-            self._fail(step, error.message)
+            await self._fail(client, step, error.message, usage=error.usage)
         except SmokeClientError as error:
             message, usage = self._explain(name, error)
-            self._fail(step, message, usage=usage)
+            await self._fail(client, step, message, usage=usage)
         except asyncio.CancelledError:
-            self._fail(step, "interrupted")
+            step.status, step.message = "failed", "interrupted"
             raise
         finally:
             step.seconds = time.monotonic() - step.started
             self._observer.step_finished(step)
         return step.status == "passed"
 
-    def _fail(self, step: StepResult, message: str, *, usage: bool = False) -> None:
+    async def _fail(self, client: SmokeClient, step: StepResult, message: str, *, usage: bool = False) -> None:
+        """Record the failure in one line: what the step saw, then why the instance says it went wrong, if it does."""
         step.status, step.message = "failed", message
-        if usage and self.report.usage_error is None:
-            self.report.usage_error = message
+        if usage:
+            if self.report.usage_error is None:
+                self.report.usage_error = message
+            return
+        step.reason = await self._last_reason(client)
+        step.message = _with_reason(message, step.reason)
+
+    async def _last_reason(self, client: SmokeClient) -> str | None:
+        """The reason of the instance's latest event (Smoke Events); None for no instance, no reason or no answer."""
+        if self.report.instance_id is None:
+            return None
+        try:
+            async with asyncio.timeout(ASIDE_TIMEOUT):
+                return (await client.events(self.report.instance_id)).last_reason
+        except (SmokeClientError, TimeoutError):
+            return None
 
     def _explain(self, name: str, error: SmokeClientError) -> tuple[str, bool]:
         """A one-line reason for ``error``, and whether it is the command's usage or configuration."""
@@ -204,12 +248,33 @@ class SmokeCheck:
         return self.report.instance_id
 
     async def _provision(self, client: SmokeClient, step: StepResult) -> str:
-        options = self.options
-        receipt = await client.provision(
-            self.report.idempotency_key, options.manifest_id, options.region_id, options.tier_id
-        )
-        self.report.instance_id = str(receipt.instance_id)
-        return f"instance {receipt.instance_id}"
+        def failed(attempt: int, error: SmokeClientError, delay: float) -> None:
+            why, _ = self._explain("provision", error)
+            self._seen(step, f"try {attempt} of {MAX_ATTEMPTS}: {why}; again in {delay:.1f} s with the same key")
+
+        try:
+            accepted = await self._provision_request.send(client, failed)
+        except ValidationFailed as error:
+            raise _StepFailed(await self._refusal(client, error), usage=True) from None
+        except SmokeClientError as error:
+            if not self._provision_request.outstanding:
+                raise
+            why, _ = self._explain("provision", error)
+            raise _StepFailed(f"gave up after {MAX_ATTEMPTS} tries: {why}") from None
+        self.report.instance_id = str(accepted.instance_id)
+        return f"instance {accepted.instance_id}"
+
+    async def _refusal(self, client: SmokeClient, error: ValidationFailed) -> str:
+        """The API's 422 in one line, with the values the catalog offers for each catalog field it names."""
+        fields = [item.loc[1] for item in error.errors if item.loc[:1] == ["body"] and len(item.loc) == 2]
+        wrong = [field for field in PROVISION_CHOICE_FIELDS if field in fields]
+        choices: dict[str, list[str]] = {}
+        if wrong:
+            with contextlib.suppress(SmokeClientError, TimeoutError):
+                async with asyncio.timeout(ASIDE_TIMEOUT):
+                    choices = await client.provision_choices()
+        offered = "".join(f"; valid {field}: {', '.join(choices[field])}" for field in wrong if field in choices)
+        return f"provision refused: {error.detail}{offered}"
 
     async def _poll(self, client: SmokeClient, step: StepResult) -> str:
         while True:
@@ -224,14 +289,21 @@ class SmokeCheck:
     async def _wait_running(self, client: SmokeClient, step: StepResult) -> str:
         while True:
             instance = await client.status(self._instance_id)
-            self._seen(step, f"status {instance.status}")
             if instance.status == "running":
                 return f"{instance.hostname} is running"
             if instance.status == "failed":
-                raise _StepFailed("the instance failed to provision (status failed; the worker's log says why)")
+                raise _StepFailed("the instance failed to provision (status failed)")
             if instance.status in ("deleting", "deleted"):
                 raise _StepFailed(f"the instance was deleted before it ran (status {instance.status})")
-            await asyncio.sleep(self.options.poll_interval)
+            await self._still_waiting(client, step, instance.status)
+
+    async def _still_waiting(self, client: SmokeClient, step: StepResult, status: str) -> None:
+        """Show where the instance is and what it is retrying, then wait; fail now when no wait can help."""
+        reason = await self._last_reason(client)
+        self._seen(step, f"status {status}" + (f"; {reason}" if reason else ""))
+        if reason is not None and _CREDENTIALS_REFUSED.search(reason):
+            raise _StepFailed(f"no wait can help: {_REFUSAL_HINT} (status {status})")
+        await asyncio.sleep(self.options.poll_interval)
 
     async def _chat(self, client: SmokeClient, step: StepResult) -> str:
         deltas, usage = 0, ""
@@ -262,16 +334,37 @@ class SmokeCheck:
         return f"count {events.count} ({', '.join(events.providers)})"
 
     async def _delete(self, client: SmokeClient, step: StepResult) -> str:
+        found = ""
+        if self.report.instance_id is None:
+            instance_id = await self._instance_of_key(client, step)
+            if instance_id is None:
+                return "nothing to delete: the API holds no instance under the key"
+            self.report.instance_id, found = str(instance_id), f"instance {instance_id}, found by its key: "
         deletion = await client.delete(self._instance_id)
-        return f"status {deletion.status}"
+        return f"{found}status {deletion.status}"
+
+    async def _instance_of_key(self, client: SmokeClient, step: StepResult) -> UUID | None:
+        def failed(attempt: int, error: SmokeClientError, delay: float) -> None:
+            why, _ = self._explain("delete", error)
+            self._seen(step, f"the key is not resolved yet ({why}); again in {delay:.1f} s")
+
+        self._seen(step, f"resolving the key {self.report.idempotency_key} to its instance")
+        return await self._provision_request.resolve(client, failed)
 
     async def _wait_deleted(self, client: SmokeClient, step: StepResult) -> str:
         while True:
             instance = await client.status(self._instance_id)
-            self._seen(step, f"status {instance.status}")
             if instance.status == "deleted":
                 return "the server is gone"
-            await asyncio.sleep(self.options.poll_interval)
+            await self._still_waiting(client, step, instance.status)
+
+
+def _with_reason(message: str, reason: str | None) -> str:
+    """``message``, then the instance's ``reason`` unless it says it already, and what a refused token means."""
+    if reason is None or reason in message:
+        return message
+    refused = _CREDENTIALS_REFUSED.search(reason) and _REFUSAL_HINT not in message
+    return f"{message}; reason: {reason}" + (f"; {_REFUSAL_HINT}" if refused else "")
 
 
 def _deltas(count: int) -> str:
