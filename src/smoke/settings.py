@@ -122,10 +122,11 @@ class Settings:
         )
 
     def require(self, *variables: str) -> None:
-        """Raise ``SettingsError`` naming the first of ``variables`` that is unset."""
-        for variable in variables:
-            if getattr(self, _FIELD_OF[variable]) is None:
-                raise SettingsError(variable, "required by this command but not set")
+        """Raise ``SettingsError`` naming every one of ``variables`` that is unset, and how to make a secret."""
+        missing = [variable for variable in variables if getattr(self, _FIELD_OF[variable]) is None]
+        if missing:
+            hint = f" (make a secret with: {_RANDOM_STRING_RECIPE})" if _SECRETS.intersection(missing) else ""
+            raise SettingsError(", ".join(missing), f"required by this command but not set{hint}")
 
     def customer_scope(self) -> CustomerScope:
         return CustomerScope(self.customer_id, self.tenant_id, self.subscription_id)
@@ -133,6 +134,10 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+
+_RANDOM_STRING_RECIPE: Final = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_SECRETS: Final = frozenset({"OPS_BEARER_TOKEN", "AGENT_TOKEN_SECRET"})
+"""The settings that are random strings of the operator's own making (unlike the Hetzner token or a URL)."""
 
 _FIELD_OF: Final = {
     "OPS_BEARER_TOKEN": "ops_bearer_token",
