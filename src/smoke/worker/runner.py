@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import structlog
 from dishka import AsyncContainer
@@ -15,7 +16,7 @@ from smoke.observability import JOB_SECONDS, JOBS
 from smoke.settings import Settings
 from smoke.worker.tasks import JobContext, cleanup, provision, reconcile
 
-__all__ = ("make_worker", "running_worker")
+__all__ = ("RunningWorker", "make_worker", "running_worker")
 
 
 def make_worker(
@@ -58,18 +59,33 @@ def make_worker(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RunningWorker:
+    """A worker started by ``running_worker``; ``alive`` until its loop ended (stopped, or failed)."""
+
+    task: asyncio.Task[None]
+
+    @property
+    def alive(self) -> bool:
+        return not self.task.done()
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     container: AsyncContainer, settings: Settings, *, concurrency: int = 10
-) -> AsyncIterator[None]:
-    """A worker on the container's queue, as a task of the running loop; signals stay with the caller."""
+) -> AsyncIterator[RunningWorker]:
+    """A worker on the container's queue, as a task of the running loop; signals stay with the caller.
+
+    Raises:
+        StorageUnavailable: the queue cannot be reached (the worker does not start).
+    """
     worker = make_worker(
         container, await container.get(Queue), concurrency=concurrency, sweep_seconds=settings.queue_sweep_seconds
     )
     worker.SIGNALS = []
     task = asyncio.create_task(worker.start())
     try:
-        yield
+        yield RunningWorker(task)
     finally:
         await worker.stop()
         with contextlib.suppress(asyncio.CancelledError):
