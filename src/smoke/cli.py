@@ -10,7 +10,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from smoke.observability import configure_logging
 from smoke.process import StartupFailed
@@ -22,6 +24,7 @@ __all__ = ("main",)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,20 +43,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"smoke: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it has none worth showing (None, a flag) or says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS) or "default" in help_text:
+            return help_text
+        return f"{help_text} (default: %(default)s)".lstrip()
+
+
+class _Parser(argparse.ArgumentParser):
+    """Each command's parser: every option's help shows its default, also an option given no help text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpWithDefaults)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("help") is None and kwargs.get("default") not in (None, False):
+            kwargs["help"] = "(default: %(default)s)"
+        return super().add_argument(*args, **kwargs)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smoke", description=__doc__)
-    commands = parser.add_subparsers(required=True, metavar="command")
+    parser = _Parser(
+        prog="smoke",
+        description="Prove that an agent VPS can be provisioned on Hetzner Cloud, chatted with, metered and cleaned "
+        "up: the control plane (up, serve, worker, migrate), the CI scenario (check, demo), the simulated cloud.",
+        epilog="Exit codes: 0 done; 1 failed (smoke check: a step failed; the others: could not start, said in one "
+        "line); 2 bad usage or configuration; 130 interrupted. Settings come from the environment and ./.env. "
+        "`smoke COMMAND --help` shows a command's options and their defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"smoke {version('smoke')}")
+    commands = parser.add_subparsers(required=True, metavar="command", parser_class=_Parser)
 
-    up = commands.add_parser("up", help="the whole stack in one process, on embedded defaults")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=8000)
+    up = commands.add_parser(
+        "up",
+        help="the whole stack in one process, on embedded defaults",
+        description="Embedded PostgreSQL in ./.smoke/ (unless DATABASE_URL is set), migrations, seed data, the API, "
+        "the worker, and the simulated cloud (unless HETZNER_API_TOKEN is set), until Ctrl-C or SIGTERM.",
+    )
+    up.add_argument("--host", default="127.0.0.1", help="the address the API listens on")
+    up.add_argument("--port", type=int, default=8000, help="the API's port")
     up.set_defaults(run=_up)
 
     demo = commands.add_parser(
-        "demo", help="smoke up on free ports, smoke check against it, stop; the check's exit code"
+        "demo",
+        help="smoke up on free ports, smoke check against it, stop; the check's exit code",
+        description="The stack on a free port with throwaway state of its own (a temporary embedded PostgreSQL, "
+        "removed afterwards; never the ./.smoke/ of smoke up), smoke check against it, then a clean stop.",
     )
     _add_check_arguments(demo)
     demo.set_defaults(run=_demo)
@@ -62,26 +104,34 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="the CI scenario against a smoke API: exit 0 passed, 1 a step failed, 2 bad usage or configuration",
         description="Provision, poll, wait for running, chat, count the LLM usage, delete, wait for deleted. "
-        "Progress goes to stderr; --json writes the result to stdout. Exit codes: 0 every step passed, 1 a step "
-        "failed (an unreachable API too), 2 bad usage or configuration (missing or refused token, malformed URL, "
-        "unknown catalog id), 130 interrupted (after deleting what it created).",
+        "Progress goes to stderr; --json writes the result to stdout. A failed step says why in one line, with the "
+        "instance's last reason. A provision answered 5xx or lost is retried with the same idempotency key; what "
+        "the key stands for is deleted in the end. Exit codes: 0 every step passed, 1 a step failed (an unreachable "
+        "API too), 2 bad usage or configuration (missing or refused token, malformed URL, unknown catalog id), 130 "
+        "interrupted (after deleting what it created).",
     )
     check.add_argument("--base-url", required=True, help="the smoke API, e.g. http://127.0.0.1:8000")
     check.add_argument("--token", help="the ops bearer token (default: $OPS_BEARER_TOKEN)")
-    check.add_argument("--manifest", default="agent-default")
-    check.add_argument("--region", default="fsn1")
-    check.add_argument("--tier", default="small")
+    check.add_argument("--manifest", default="agent-default", help="the catalog's manifest id")
+    check.add_argument("--region", default="fsn1", help="the catalog's region id")
+    check.add_argument("--tier", default="small", help="the catalog's tier id")
     check.add_argument("--keep", action="store_true", help="leave the instance in place (no delete steps)")
     _add_check_arguments(check)
     check.set_defaults(run=_check)
 
-    serve = commands.add_parser("serve", help="the API (needs DATABASE_URL and OPS_BEARER_TOKEN)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = commands.add_parser("serve", help="the API (needs DATABASE_URL, OPS_BEARER_TOKEN and AGENT_TOKEN_SECRET)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="the port to listen on")
     serve.set_defaults(run=_serve)
 
-    worker = commands.add_parser("worker", help="the job worker (needs DATABASE_URL, HETZNER_API_TOKEN, ...)")
-    worker.add_argument("--concurrency", type=int, default=10)
+    worker = commands.add_parser(
+        "worker", help="the job worker (needs DATABASE_URL, HETZNER_API_TOKEN and AGENT_TOKEN_SECRET)"
+    )
+    worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once")
+    worker.add_argument("--metrics-host", default="127.0.0.1", help="the address /metrics and /healthz listen on")
+    worker.add_argument(
+        "--metrics-port", type=_port, default=9100, help="the port of /metrics and /healthz; 0 serves neither"
+    )
     worker.set_defaults(run=_worker)
 
     simulate = commands.add_parser("simulate-cloud", help="the simulated Hetzner Cloud and its virtual agents")
@@ -107,8 +157,12 @@ def _parser() -> argparse.ArgumentParser:
 
     agent = commands.add_parser("agent", help="the reference agent (SPEC §10), run as an agent VPS runs it")
     agent.add_argument("--config", required=True, metavar="PATH", help="the agent's JSON configuration")
-    agent.add_argument("--host", default="0.0.0.0")  # noqa: S104  (as on a server: smoke reaches it from outside)
-    agent.add_argument("--port", type=int, default=8080)
+    agent.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104  (as on a server: smoke reaches it from outside)
+        help="the address to listen on",
+    )
+    agent.add_argument("--port", type=int, default=8080, help="the port to listen on")
     agent.set_defaults(run=_agent)
 
     migrate = commands.add_parser("migrate", help="apply the database migrations (needs DATABASE_URL)")
@@ -118,8 +172,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--message", default="hello from smoke check", help="the chat message (1..4000 characters)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole scenario (default 900)")
+    parser.add_argument("--message", default="hello from smoke check", help="the chat message, 1..4000 characters")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole scenario")
     parser.add_argument("--junit-xml", type=_junit_path, metavar="PATH", help="also write a JUnit XML report here")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
 
@@ -131,6 +185,16 @@ def _junit_path(text: str) -> Path:
     return path
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number: {port} (0..65535)")
+    return port
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from smoke import stack
 
@@ -140,7 +204,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from smoke import stack
-    from smoke.check import EXIT_INTERRUPTED, CheckOptions, emit_report, stderr_console
+    from smoke.check import CheckOptions, emit_report, stderr_console
 
     try:  # the stack's URL and token come later: check the rest before starting anything
         template = CheckOptions(
@@ -184,29 +248,26 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require("DATABASE_URL", "OPS_BEARER_TOKEN", "AGENT_TOKEN_SECRET")
     from smoke import stack
 
-    settings.require("DATABASE_URL", "OPS_BEARER_TOKEN", "AGENT_TOKEN_SECRET")
     stack.serve(settings, args.host, args.port)
     return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require("DATABASE_URL", "HETZNER_API_TOKEN", "AGENT_TOKEN_SECRET")
     from smoke import stack
 
-    settings.require("DATABASE_URL", "HETZNER_API_TOKEN", "AGENT_TOKEN_SECRET")
-    stack.work(settings, args.concurrency)
+    stack.work(settings, args.concurrency, metrics_host=args.metrics_host, metrics_port=args.metrics_port)
     return 0
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from smoke.adapters.postgres.migrate import migrate, seed
-
     settings.require("DATABASE_URL")
-    assert settings.database_url is not None
-    migrate(settings.database_url)
-    if args.seed:
-        seed(settings.database_url, settings.customer_scope())
+    from smoke import stack
+
+    stack.migrate_database(settings, with_seed=args.seed)
     print("smoke: database migrated" + (" and seeded" if args.seed else ""))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -111,16 +112,20 @@ async def test_the_command_with_a_wrong_token_exits_2_and_writes_its_reports(api
 
 
 @pytest.mark.slow
-def test_smoke_demo_checks_its_own_stack_and_exits_with_the_checks_code(clean_database: str, tmp_path: Path) -> None:
+def test_smoke_demo_checks_a_stack_on_throwaway_state_and_exits_with_the_checks_code(tmp_path: Path) -> None:
     junit = tmp_path / "smoke.xml"
 
-    result = smoke_command("demo", "--json", "--junit-xml", str(junit), cwd=tmp_path, DATABASE_URL=clean_database)
+    result = smoke_command("demo", "--json", "--junit-xml", str(junit), cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["passed"] is True
     assert result.stderr.splitlines()[-1].startswith("smoke check passed in ")
     assert "Traceback" not in result.stderr
     assert junit.is_file()
+    state = re.search(r"starting embedded PostgreSQL in (\S+)", result.stderr)
+    assert state is not None
+    assert not Path(state.group(1)).parent.exists()  # removed afterwards
+    assert not (tmp_path / ".smoke").exists()  # never the state of smoke up
 
 
 async def test_a_refused_hetzner_token_fails_the_command_in_seconds_naming_the_refusal(
