@@ -12,7 +12,9 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -51,6 +53,43 @@ async def api_url_on_a_cloud_refusing_the_token(settings: Settings, clean_databa
             yield url
 
 
+class FirstProvisionAnswered503:
+    """Passes every request to ``app``; the first provision is acted on, and then its answer replaced by a 503 (as
+    when the API recorded the request and lost its database or queue before answering)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.replaced = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.replaced or scope["type"] != "http" or not scope["path"].endswith("/provision"):
+            await self.app(scope, receive, send)
+            return
+        self.replaced = True
+
+        async def swallow(message: dict[str, Any]) -> None:
+            pass
+
+        await self.app(scope, receive, swallow)
+        response = httpx.Response(503, json={"detail": "Database or queue unavailable, retry later"})
+        headers = [(k.encode(), v.encode()) for k, v in response.headers.items()]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": response.content})
+
+
+@pytest.fixture
+async def api_url_answering_the_first_provision_503(
+    settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, clean_database: str
+) -> AsyncIterator[str]:
+    """The stack as ``api_url``, with ``FirstProvisionAnswered503`` in front of the API."""
+    port = free_port()
+    stack = stack_settings(settings, cloud_url).replace(public_url=f"http://127.0.0.1:{port}")
+    container = make_container(stack)
+    app = FirstProvisionAnswered503(create_app(container))
+    async with serve_asgi(app, port=port) as url, running_worker(container, stack):
+        yield url
+
+
 def smoke_command(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd)} | env
     return subprocess.run(
@@ -70,6 +109,29 @@ async def test_the_check_passes_end_to_end_and_leaves_no_server(
     assert (document["exit_code"], document["passed"]) == (0, True), report.summary
     assert {step["status"] for step in document["steps"]} == {"passed"}
     assert document["reply"] == "hello from smoke check"
+    assert await servers(cloud) == []
+
+
+async def test_a_provision_answered_503_and_retried_is_one_instance_and_one_server_and_leaves_none(
+    api_url_answering_the_first_provision_503: str,
+    settings: Settings,
+    cloud: httpx.AsyncClient,
+    db: asyncpg.Connection,
+) -> None:
+    assert settings.ops_bearer_token is not None
+    options = CheckOptions(
+        base_url=api_url_answering_the_first_provision_503,
+        token=settings.ops_bearer_token,
+        poll_interval=0.1,
+        timeout=120,
+    )
+
+    report = await SmokeCheck(options).run()
+
+    assert report.exit_code == 0, report.summary
+    assert await db.fetchval("SELECT count(*) FROM instances") == 1
+    created = (await cloud.get("/_sim/state")).json()["requests"]
+    assert sum(count for endpoint, count in created.items() if endpoint.startswith("POST /v1/servers")) == 1
     assert await servers(cloud) == []
 
 
