@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import secrets
 import shutil
 import sys
@@ -125,7 +126,7 @@ def prepared_stack(settings: Settings, data_dir: Path, *, throwaway: bool = Fals
 def _throwaway_directory(prefix: str) -> Iterator[Path]:
     """A new directory, removed at the end; under ``/tmp`` when writable, so that PostgreSQL's unix socket in it
     stays well within the 107 bytes a socket path may have."""
-    parent = "/tmp" if Path("/tmp").is_dir() else None  # noqa: S108  (a private mkdtemp directory, mode 0700)
+    parent = "/tmp" if os.access("/tmp", os.W_OK) else None  # noqa: S108  (a private mkdtemp directory, mode 0700)
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield path
@@ -152,13 +153,22 @@ def _without_credentials(url: str) -> str:
 
 
 async def _listen(
-    stack: contextlib.AsyncExitStack, app: Any, host: str, port: int, *, lifespan: Literal["on", "off"] = "on"
+    stack: contextlib.AsyncExitStack,
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    option: str = "--port",
+    lifespan: Literal["on", "off"] = "on",
 ) -> str:
-    """Serve ``app`` on ``host:port`` until ``stack`` closes; its URL. A port that cannot be bound is one line."""
+    """Serve ``app`` on ``host:port`` until ``stack`` closes; its URL. A port that cannot be bound is one line,
+    naming the command's ``option`` that chose it."""
     try:
         return await stack.enter_async_context(serve_asgi(app, host=host, port=port, lifespan=lifespan))
     except OSError as error:
-        raise StartupFailed(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another port") from None
+        raise StartupFailed(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another {option}"
+        ) from None
 
 
 async def _start_worker(
@@ -202,7 +212,7 @@ async def _run_worker(settings: Settings, concurrency: int, metrics_host: str, m
             worker = await _start_worker(stack, container, settings, concurrency=concurrency)
             if metrics_port:
                 metrics = worker_metrics_app(lambda: worker.alive)
-                url = await _listen(stack, metrics, metrics_host, metrics_port, lifespan="off")
+                url = await _listen(stack, metrics, metrics_host, metrics_port, option="--metrics-port", lifespan="off")
                 print(f"smoke: worker metrics on {url}/metrics, health on {url}/healthz", file=sys.stderr)
             await until_signalled()
     finally:

@@ -45,7 +45,8 @@ def test_serve_on_a_busy_port_exits_1_with_one_line(busy_port: int, clean_databa
 
     assert result.returncode == 1
     assert (
-        result.stderr == f"smoke: cannot listen on 127.0.0.1:{busy_port}: Address already in use; choose another port\n"
+        result.stderr
+        == f"smoke: cannot listen on 127.0.0.1:{busy_port}: Address already in use; choose another --port\n"
     )
 
 

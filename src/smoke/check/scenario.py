@@ -190,7 +190,7 @@ class SmokeCheck:
         except _StepFailed as error:
             await self._fail(client, step, error.message, usage=error.usage)
         except SmokeClientError as error:
-            message, usage = self._explain(name, error)
+            message, usage = self._explain(error)
             await self._fail(client, step, message, usage=usage)
         except asyncio.CancelledError:
             step.status, step.message = "failed", "interrupted"
@@ -220,13 +220,11 @@ class SmokeCheck:
         except (SmokeClientError, TimeoutError):
             return None
 
-    def _explain(self, name: str, error: SmokeClientError) -> tuple[str, bool]:
+    def _explain(self, error: SmokeClientError) -> tuple[str, bool]:
         """A one-line reason for ``error``, and whether it is the command's usage or configuration."""
         url = self.options.base_url
         if isinstance(error, NotAuthenticated):
             return "the API refused the token (401 Not authenticated): check --token or OPS_BEARER_TOKEN", True
-        if isinstance(error, ValidationFailed) and name == "provision":
-            return f"provision refused: {error.detail}", True
         if isinstance(error, UnexpectedResponse) or (type(error) is SmokeApiError and error.status in (404, 405)):
             assert isinstance(error, SmokeApiError)
             answer = f"{error.method} {error.path} answered {error.status}: {error.detail}"
@@ -249,7 +247,7 @@ class SmokeCheck:
 
     async def _provision(self, client: SmokeClient, step: StepResult) -> str:
         def failed(attempt: int, error: SmokeClientError, delay: float) -> None:
-            why, _ = self._explain("provision", error)
+            why, _ = self._explain(error)
             self._seen(step, f"try {attempt} of {MAX_ATTEMPTS}: {why}; again in {delay:.1f} s with the same key")
 
         try:
@@ -259,7 +257,7 @@ class SmokeCheck:
         except SmokeClientError as error:
             if not self._provision_request.outstanding:
                 raise
-            why, _ = self._explain("provision", error)
+            why, _ = self._explain(error)
             raise _StepFailed(f"gave up after {MAX_ATTEMPTS} tries: {why}") from None
         self.report.instance_id = str(accepted.instance_id)
         return f"instance {accepted.instance_id}"
@@ -345,7 +343,7 @@ class SmokeCheck:
 
     async def _instance_of_key(self, client: SmokeClient, step: StepResult) -> UUID | None:
         def failed(attempt: int, error: SmokeClientError, delay: float) -> None:
-            why, _ = self._explain("delete", error)
+            why, _ = self._explain(error)
             self._seen(step, f"the key is not resolved yet ({why}); again in {delay:.1f} s")
 
         self._seen(step, f"resolving the key {self.report.idempotency_key} to its instance")
