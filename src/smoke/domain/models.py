@@ -17,9 +17,11 @@ __all__ = (
     "AgentKind",
     "AgentToken",
     "ChatEvent",
+    "CloudFirewall",
     "CloudServer",
     "CustomerScope",
     "DeletionReceipt",
+    "FirewallRule",
     "Instance",
     "InstancePage",
     "InstanceStatus",
@@ -34,6 +36,7 @@ __all__ = (
     "ProvisionReceipt",
     "ProvisionRequest",
     "ServerSpec",
+    "ServerTypeOffer",
     "StatusChange",
     "UsageCount",
     "UsageEvent",
@@ -350,6 +353,31 @@ class ServerSpec:
     ssh_keys: tuple[str, ...] = ()
     """Names or ids of the project's SSH keys to install; with none, Hetzner mails a root password."""
     firewall_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTypeOffer:
+    """A server type as the cloud sells it: its CPU architecture and where it can be ordered now."""
+
+    name: str
+    architecture: str
+    orderable_in: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallRule:
+    """Inbound TCP on ``port`` from ``source_ips`` (CIDRs), and nothing else."""
+
+    port: int
+    source_ips: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CloudFirewall:
+    id: int
+    name: str
+    labels: dict[str, str]
+    rules: tuple[FirewallRule, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,9 @@ from smoke.domain.models import (
     AgentBoot,
     AgentToken,
     ChatEvent,
+    CloudFirewall,
     CloudServer,
+    FirewallRule,
     Instance,
     InstancePage,
     InstanceStatus,
@@ -36,6 +38,7 @@ from smoke.domain.models import (
     Placement,
     PollResult,
     ServerSpec,
+    ServerTypeOffer,
     StatusChange,
     UsageCount,
     UsageEvent,
@@ -295,6 +298,36 @@ class CloudProvider(Protocol):
     @abstractmethod
     async def delete_server(self, server_id: int) -> bool:
         """Delete the server and wait until it is gone; False if it did not exist (which counts as done)."""
+
+    @abstractmethod
+    async def server_type(self, name: str) -> ServerTypeOffer | None:
+        """The server type of that name and where it can be ordered now, or None if the cloud has no such type."""
+
+    @abstractmethod
+    async def location_exists(self, name: str) -> bool:
+        """Whether the cloud has a location of that name."""
+
+    @abstractmethod
+    async def image_exists(self, image: str, architecture: str) -> bool:
+        """Whether an image of that name (or numeric id) exists for the architecture."""
+
+    @abstractmethod
+    async def ssh_key_exists(self, name_or_id: str) -> bool:
+        """Whether the project has an SSH key of that name (or numeric id)."""
+
+    @abstractmethod
+    async def find_firewalls(self, labels: Mapping[str, str]) -> list[CloudFirewall]:
+        """Every firewall carrying all of ``labels``, with its inbound TCP rules."""
+
+    @abstractmethod
+    async def create_firewall(
+        self, name: str, labels: Mapping[str, str], rules: tuple[FirewallRule, ...]
+    ) -> CloudFirewall:
+        """Create a firewall. Raises ``CloudServerNameTaken`` when one of that name exists (adopt it by labels)."""
+
+    @abstractmethod
+    async def set_firewall_rules(self, firewall_id: int, rules: tuple[FirewallRule, ...]) -> None:
+        """Replace the firewall's rules with ``rules`` (its servers follow)."""
 
 
 class ChatStream(Protocol):
