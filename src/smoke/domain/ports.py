@@ -121,12 +121,11 @@ class InstanceRepository(Protocol):
 
     @abstractmethod
     async def note(self, instance: Instance, reason: str) -> None:
-        """Append a history entry for the instance's current status with ``reason``: something happened that did
-        not change its status (a failed attempt that will be retried). No-op if the last entry says the same."""
+        """Append a history entry for the instance's current status with ``reason``.
 
-    @abstractmethod
-    async def history(self, instance_id: UUID) -> list[StatusChange]:
-        """The status history of the instance, oldest first."""
+        For what happened without changing the status (a failed attempt that will be retried). A no-op if the last
+        entry says the same.
+        """
 
     @abstractmethod
     async def provisioning_since(self, created_before: datetime) -> list[Instance]:
@@ -358,6 +357,8 @@ class AgentClient(Protocol):
 
 
 class Clock(Protocol):
+    """Time, and waiting: the one place services read the time or sleep, so tests can move it."""
+
     @abstractmethod
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
@@ -380,6 +381,8 @@ class TokenIssuer(Protocol):
 
 
 class ReadinessProbe(Protocol):
+    """Whether the dependencies a request needs can be reached (``/readyz``)."""
+
     @abstractmethod
     async def unready(self) -> list[str]:
         """Names of the dependencies (``database``, ``queue``) that cannot be reached now; empty when ready."""

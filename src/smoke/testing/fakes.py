@@ -300,16 +300,10 @@ class _FakeInstances(InstanceRepository):
         await _round_trip()
         if await self.get(instance.id) is None:
             raise InstanceNotFound
-        history = await self.history(instance.id)
+        history = [c for c in [*self._uow.db.history, *self._uow.staged.history] if c.instance_id == instance.id]
         if not history or (history[-1].status, history[-1].reason) != (instance.status, reason):
             change = StatusChange(instance.id, instance.status, reason, self._uow.db.clock.now())
             self._uow.staged.history.append(change)
-
-    async def history(self, instance_id: UUID) -> list[StatusChange]:
-        await _round_trip()
-        if await self.get(instance_id) is None:
-            return []
-        return [c for c in [*self._uow.db.history, *self._uow.staged.history] if c.instance_id == instance_id]
 
     async def provisioning_since(self, created_before: datetime) -> list[Instance]:
         await _round_trip()
@@ -496,6 +490,8 @@ class FakeInstanceReader(InstanceReader):
 
 
 class FakeUsageEventStore(UsageEventStore):
+    """Usage events in the ``InMemoryDatabase``, on its clock; recorded at once (as the real store commits each)."""
+
     def __init__(self, db: InMemoryDatabase) -> None:
         self.db = db
 
@@ -761,6 +757,8 @@ class FakeAgentClient(AgentClient):
 
 
 class FakeTokenIssuer(TokenIssuer):
+    """Readable tokens (``agent-token-<instance hex>``) and SHA-256 digests."""
+
     def agent_token(self, instance_id: UUID) -> AgentToken:
         token = f"agent-token-{instance_id.hex}"
         return AgentToken(token, self.digest(token))
@@ -770,6 +768,8 @@ class FakeTokenIssuer(TokenIssuer):
 
 
 class FakeReadinessProbe(ReadinessProbe):
+    """Ready unless a test names what is ``down`` (``database``, ``queue``)."""
+
     def __init__(self) -> None:
         self.down: list[str] = []
 

@@ -13,11 +13,15 @@ __all__ = ("AccountCheck",)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountCheck:
+    """Whether the cloud account can serve the catalog and the configured SSH keys (``smoke catalog check``)."""
+
     cloud: CloudProvider
 
     async def catalog_problems(self, catalog: CatalogSpec) -> list[str]:
-        """One line per entry that cannot be ordered: an unknown location, server type or image, or a server type
-        not sold in a region's location now. Empty when everything can be ordered.
+        """One line per entry that cannot be ordered; empty when everything can be.
+
+        An entry cannot be ordered when its location, server type or image is unknown, or when a server type is not
+        sold in a region's location now.
 
         Raises:
             CloudError: the cloud refused the token (``unauthorized``...) or another request for good.

@@ -17,12 +17,15 @@ logger = logging.getLogger("smoke.firewall")
 
 @dataclass(frozen=True, slots=True)
 class FirewallPolicy:
+    """What the agent firewall allows: the settings and the catalog's agent ports."""
+
     allowed_cidrs: tuple[str, ...]
     """``AGENT_ALLOWED_CIDRS``; empty: no firewall, the agent port is open behind its bearer token."""
     agent_ports: tuple[int, ...]
     """Every manifest's ``agent_port``."""
 
     def rules(self) -> tuple[FirewallRule, ...]:
+        """Inbound TCP on each agent port from the allowed ranges only."""
         return tuple(FirewallRule(port, self.allowed_cidrs) for port in sorted(set(self.agent_ports)))
 
 
@@ -42,6 +45,7 @@ class AgentFirewall:
 
     @property
     def name(self) -> str:
+        """The firewall's name: one per smoke customer, so two deployments sharing a project keep apart."""
         return f"smoke-agents-{self.scope.customer_id.hex[:12]}"
 
     async def ensure(self) -> tuple[int, ...]:
@@ -54,6 +58,7 @@ class AgentFirewall:
             return (self._id,)
 
     def forget(self) -> None:
+        """Drop the remembered id: the next ``ensure`` looks the firewall up again."""
         self._id = None
 
     async def _shaped(self) -> int:

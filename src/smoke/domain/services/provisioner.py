@@ -38,6 +38,8 @@ async def _no_heartbeat() -> None:
 
 @dataclass(frozen=True, slots=True)
 class ProvisionPolicy:
+    """How a provision job runs: its deadline, where agents report usage, how often it looks, which SSH keys."""
+
     timeout_seconds: int
     usage_url: str
     """Where agents report their LLM usage (``PUBLIC_URL`` + the usage path)."""
