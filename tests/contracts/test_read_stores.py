@@ -79,6 +79,7 @@ async def test_events_start_at_acceptance_and_follow_every_change_with_its_reaso
     instance = await stores.inserted()
     async with stores.database.begin() as uow:
         await uow.instances.note(instance, "retrying: rate limited")
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.FAILED, "Hetzner: placement_error: no room"))
         await uow.commit()
 
@@ -123,7 +124,9 @@ async def test_the_page_lists_ours_newest_first_and_resumes_after_the_cursor(sto
 async def test_the_page_filters_by_status_and_carries_the_timeline(stores: Stores) -> None:
     running, failed = await stores.inserted(), await stores.inserted()
     async with stores.database.begin() as uow:
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running.with_status(InstanceStatus.RUNNING))
+        await uow.instances.get(failed.id, lock=True)
         await uow.instances.save(failed.with_status(InstanceStatus.FAILED, "boom"))
         await uow.commit()
 

@@ -52,8 +52,11 @@ async def test_live_entries_are_those_not_deleted_not_failed_or_not_inserted_yet
     await stores.inserted(OTHER)
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running.with_status(InstanceStatus.RUNNING))
+        await uow.instances.get(failed.id, lock=True)
         await uow.instances.save(failed.with_status(InstanceStatus.FAILED, "boom"))
+        await uow.instances.get(deleted.id, lock=True)
         await uow.instances.save(deleted.soft_deleted(T0))
         await uow.commit()
 
@@ -124,7 +127,9 @@ async def test_save_stores_the_fields_and_records_status_changes_only(stores: St
     )
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running)
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(dataclasses.replace(running, ipv4="203.0.113.8"))
         await uow.commit()
 
@@ -142,6 +147,7 @@ async def test_saving_another_customers_instance_is_not_found(stores: Stores) ->
 
     async with stores.database.begin() as uow:
         with pytest.raises(InstanceNotFound):
+            await uow.instances.get(theirs.id, lock=True)
             await uow.instances.save(theirs.with_status(InstanceStatus.FAILED, "not yours"))
 
     async with stores.theirs.begin() as uow:
@@ -152,6 +158,7 @@ async def test_a_failure_reason_is_kept_in_the_history(stores: Stores) -> None:
     instance = await stores.inserted()
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.FAILED, "server never ran"))
         await uow.commit()
 
@@ -192,15 +199,20 @@ async def test_the_reconcile_queries_select_by_status_and_age_among_ours_only(st
     for status in (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING, InstanceStatus.FAILED):
         theirs = await stores.inserted(OTHER, at=T0)
         async with stores.theirs.begin() as uow:
+            await uow.instances.get(theirs.id, lock=True)
             await uow.instances.save(theirs.with_status(status))
             await uow.commit()
     theirs_deleting = await stores.inserted(OTHER, at=T0)
     async with stores.theirs.begin() as uow:
+        await uow.instances.get(theirs_deleting.id, lock=True)
         await uow.instances.save(theirs_deleting.soft_deleted(T0))
         await uow.commit()
     async with stores.database.begin() as uow:
+        await uow.instances.get(deleting.id, lock=True)
         await uow.instances.save(deleting.soft_deleted(T0))
+        await uow.instances.get(failed.id, lock=True)
         await uow.instances.save(failed.with_status(InstanceStatus.FAILED))
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running.with_status(InstanceStatus.RUNNING))
         await uow.commit()
 
@@ -261,6 +273,7 @@ async def test_leaving_a_unit_of_work_without_commit_discards_its_writes(stores:
     instance = await stores.inserted()
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.RUNNING))
         await uow.credentials.add(instance.id, "d" * 64)
         await stores.accepted(key="committed-elsewhere")
@@ -278,6 +291,7 @@ async def test_an_exception_inside_a_unit_of_work_rolls_it_back(stores: Stores) 
 
     async def save_then_fail() -> None:
         async with stores.database.begin() as uow:
+            await uow.instances.get(instance.id, lock=True)
             await uow.instances.save(instance.with_status(InstanceStatus.RUNNING))
             raise RuntimeError("boom")
 
@@ -293,6 +307,7 @@ async def test_readers_see_committed_state_only(stores: Stores) -> None:
     instance = await stores.inserted()
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.RUNNING))
         before = await stores.reader.view(instance.id)
         await uow.commit()

@@ -117,7 +117,11 @@ class InstanceRepository(Protocol):
 
     @abstractmethod
     async def save(self, instance: Instance) -> None:
-        """Store the instance's fields; when its status changed, append a status-history entry with its reason."""
+        """Store the instance's fields; when its status changed, append a status-history entry with its reason.
+
+        The row must be locked in this unit of work (``claim``, or ``get(..., lock=True)``): a read-modify-write
+        without the lock would lose a change made meanwhile. Raises ``InstanceNotFound`` if it is not ours.
+        """
 
     @abstractmethod
     async def note(self, instance: Instance, reason: str) -> None:

@@ -292,6 +292,8 @@ class _FakeInstances(InstanceRepository):
         stored = await self.get(instance.id)
         if stored is None:
             raise InstanceNotFound
+        if self._uow.db._row_locks[instance.id] not in self._uow.held:
+            raise AssertionError(f"save of instance {instance.id} without its row lock: a concurrent change is lost")
         self._uow.staged.instances[instance.id] = instance
         if stored.status is not instance.status:
             self._record(instance)
@@ -370,7 +372,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.scope = scope
         self.staged = _Staged(db)
         self.committed = False
-        self._held: list[asyncio.Lock] = []
+        self.held: list[asyncio.Lock] = []
         self.ledger = _FakeLedger(self)
         self.instances = _FakeInstances(self)
         self.credentials = _FakeCredentials(self)
@@ -384,14 +386,14 @@ class FakeUnitOfWork(UnitOfWork):
         return self.db.owners.get(instance_id) == self.scope.customer_id or instance_id in self.staged.ledger
 
     async def hold(self, lock: asyncio.Lock) -> None:
-        if lock not in self._held:
+        if lock not in self.held:
             await lock.acquire()
-            self._held.append(lock)
+            self.held.append(lock)
 
     def release(self) -> None:
-        for lock in self._held:
+        for lock in self.held:
             lock.release()
-        self._held.clear()
+        self.held.clear()
 
 
 class FakeDatabase(Database):
