@@ -48,6 +48,7 @@ from smoke.domain.ports import (
 from smoke.domain.services import (
     ChatRelay,
     Cleaner,
+    Dashboard,
     Deleter,
     InstanceLookup,
     Provisioner,
@@ -223,6 +224,7 @@ class ServiceProvider(Provider):
     cleaner = provide(Cleaner)
     reconciler = provide(Reconciler)
     lookup = provide(InstanceLookup)
+    dashboard = provide(Dashboard)
     usage_reader = provide(UsageReader)
     usage_recorder = provide(UsageRecorder)
     chat_relay = provide(ChatRelay)

@@ -2,6 +2,7 @@
 
 from smoke.domain.services.chat_relay import ChatRelay, ChatTurn
 from smoke.domain.services.cleaner import Cleaner
+from smoke.domain.services.dashboard import Dashboard, Overview
 from smoke.domain.services.deleter import Deleter
 from smoke.domain.services.lookup import InstanceLookup
 from smoke.domain.services.provisioner import Provisioner, ProvisionPolicy
@@ -14,8 +15,10 @@ __all__ = (
     "ChatRelay",
     "ChatTurn",
     "Cleaner",
+    "Dashboard",
     "Deleter",
     "InstanceLookup",
+    "Overview",
     "ProvisionPolicy",
     "ProvisionRequests",
     "Provisioner",
