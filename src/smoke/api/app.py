@@ -20,6 +20,7 @@ from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
 from smoke.api.docs import openapi_config
 from smoke.api.errors import exception_handlers
+from smoke.api.ui import dashboard_routes, template_config
 from smoke.observability import RequestContextMiddleware
 from smoke.settings import Settings
 
@@ -72,11 +73,12 @@ def create_app(container: AsyncContainer) -> Litestar:
             await container.close()
 
     app = Litestar(
-        route_handlers=[SmokeController, AgentController, healthz, readyz, metrics],
+        route_handlers=[SmokeController, AgentController, healthz, readyz, metrics, *dashboard_routes()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=BODY_LIMIT,
         openapi_config=openapi_config(),
+        template_config=template_config(),
         logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )
     setup_dishka(container, app)
