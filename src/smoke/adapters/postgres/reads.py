@@ -70,14 +70,16 @@ LIMIT $5
 """
 )
 _RECENT = _SUMMARIES + "  AND l.created_at >= $2 ORDER BY l.created_at DESC, l.instance_id DESC LIMIT $3"
-_ACCEPTED_OF = (
-    "SELECT instance_id, created_at FROM provision_ledger WHERE customer_id = $1 AND instance_id = ANY($2::uuid[])"
-)
-_HISTORIES = (
-    "SELECT h.instance_id, h.status, h.reason, h.created_at FROM instance_status_history h "
-    "JOIN instances i ON i.id = h.instance_id WHERE h.instance_id = ANY($1::uuid[]) AND i.customer_id = $2 "
-    "ORDER BY h.id"
-)
+# A timeline starts with the acceptance of the request (ledger, seq 0), then the status history in its order.
+_TIMELINES = """
+SELECT instance_id, 'queued' AS status, NULL AS reason, created_at, 0::bigint AS seq
+FROM provision_ledger WHERE customer_id = $1 AND instance_id = ANY($2::uuid[])
+UNION ALL
+SELECT h.instance_id, h.status, h.reason, h.created_at, h.id
+FROM instance_status_history h JOIN instances i ON i.id = h.instance_id
+WHERE h.instance_id = ANY($2::uuid[]) AND i.customer_id = $1
+ORDER BY seq
+"""
 _RECORD = (
     "INSERT INTO llm_usage_events (instance_id, request_id, provider, model, input_tokens, output_tokens) "
     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instance_id, request_id) DO NOTHING RETURNING id"
@@ -154,18 +156,10 @@ class AsyncpgInstanceReader(InstanceReader):
 
     @translate_storage_errors
     async def timelines(self, instance_ids: Collection[UUID]) -> dict[UUID, list[StatusChange]]:
-        ids = list(instance_ids)
-        async with self._pool.acquire() as conn:
-            accepted = await conn.fetch(_ACCEPTED_OF, self._customer_id, ids)
-            rows = await conn.fetch(_HISTORIES, ids, self._customer_id)
-        timelines = {
-            r["instance_id"]: [StatusChange(r["instance_id"], InstanceStatus.QUEUED, None, r["created_at"])]
-            for r in accepted
-        }
-        for r in rows:
-            timelines[r["instance_id"]].append(
-                StatusChange(r["instance_id"], InstanceStatus(r["status"]), r["reason"], r["created_at"])
-            )
+        timelines: dict[UUID, list[StatusChange]] = {}
+        for r in await self._pool.fetch(_TIMELINES, self._customer_id, list(instance_ids)):
+            change = StatusChange(r["instance_id"], InstanceStatus(r["status"]), r["reason"], r["created_at"])
+            timelines.setdefault(r["instance_id"], []).append(change)
         return timelines
 
 
