@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from smoke.observability import configure_logging
+from smoke.preflight import AccountRefused
 from smoke.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args, settings) or 0)
     except SettingsError as error:
         print(f"smoke: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except AccountRefused as error:
+        print(f"smoke: the cloud account cannot serve smoke: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -125,6 +129,16 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--port", type=int, default=8080)
     agent.set_defaults(run=_agent)
 
+    catalog = commands.add_parser("catalog", help="the catalog (SMOKE_CATALOG, or the built-in one)")
+    catalog_actions = catalog.add_subparsers(required=True, metavar="action")
+    catalog_check = catalog_actions.add_parser(
+        "check",
+        help="ask the cloud whether every entry can be ordered (needs HETZNER_API_TOKEN)",
+        description="One line per entry that cannot be ordered. Exit codes: 0 every entry can be ordered, 1 a "
+        "problem, 2 a bad catalog file or settings, or a token the cloud refuses.",
+    )
+    catalog_check.set_defaults(run=_catalog_check)
+
     migrate = commands.add_parser("migrate", help="apply the database migrations (needs DATABASE_URL)")
     migrate.add_argument("--seed", action="store_true", help="also create the smoke customer and the catalog")
     migrate.set_defaults(run=_migrate)
@@ -138,7 +152,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     assert settings.database_url is not None
     migrate(settings.database_url)
     if args.seed:
-        seed(settings.database_url, settings.customer_scope())
+        seed(settings.database_url, settings.customer_scope(), settings.catalog)
     print("smoke: database migrated" + (" and seeded" if args.seed else ""))
     return 0
 
@@ -147,6 +161,28 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     settings.require("DATABASE_URL", "OPS_BEARER_TOKEN", "AGENT_TOKEN_SECRET")
     _run(_serve_api(settings, args.host, args.port))
     return 0
+
+
+def _catalog_check(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require("HETZNER_API_TOKEN")
+    problems = _run(_catalog_problems(settings))
+    for problem in problems:
+        print(f"smoke catalog check: {problem}")
+    if not problems:
+        entries = sum(map(len, (settings.catalog.regions, settings.catalog.tiers, settings.catalog.manifests)))
+        print(f"smoke catalog check: all {entries} entries can be ordered")
+    return 1 if problems else 0
+
+
+async def _catalog_problems(settings: Settings) -> list[str]:
+    from smoke.bootstrap import make_container
+    from smoke.preflight import catalog_problems
+
+    container = make_container(settings)
+    try:
+        return await catalog_problems(container)
+    finally:
+        await container.close()
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -222,7 +258,7 @@ def _prepared_stack(settings: Settings, out: TextIO | None = None) -> Iterator[t
             settings = settings.replace(database_url=embedded.start())
         assert settings.database_url is not None
         migrate(settings.database_url)
-        seed(settings.database_url, settings.customer_scope())
+        seed(settings.database_url, settings.customer_scope(), settings.catalog)
         yield settings, generated_token
     finally:
         if embedded is not None:
@@ -365,10 +401,12 @@ async def _serve_api(settings: Settings, host: str, port: int) -> None:
 
 async def _run_worker(settings: Settings, concurrency: int) -> None:
     from smoke.bootstrap import make_container
+    from smoke.preflight import preflight
     from smoke.worker import running_worker
 
     container = make_container(settings)
     try:
+        await preflight(container)
         async with running_worker(container, settings, concurrency=concurrency):
             await _until_signalled()
     finally:
@@ -388,6 +426,7 @@ async def _run_stack(
     """
     from smoke.api import create_app
     from smoke.bootstrap import make_container
+    from smoke.preflight import preflight
     from smoke.serving import serve_asgi
     from smoke.simulators import create_cloud_simulator
     from smoke.worker import running_worker
@@ -405,6 +444,7 @@ async def _run_stack(
             )
         container = make_container(settings)
         await stack.enter_async_context(serve_asgi(create_app(container), host=host, port=port))
+        await preflight(container)
         await stack.enter_async_context(running_worker(container, settings))
         if main is not None:
             await main(url)

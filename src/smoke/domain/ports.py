@@ -26,7 +26,9 @@ from smoke.domain.models import (
     AgentBoot,
     AgentToken,
     ChatEvent,
+    CloudFirewall,
     CloudServer,
+    FirewallRule,
     Instance,
     InstancePage,
     InstanceStatus,
@@ -37,6 +39,7 @@ from smoke.domain.models import (
     Placement,
     PollResult,
     ServerSpec,
+    ServerTypeOffer,
     StatusChange,
     UsageCount,
     UsageEvent,
@@ -119,12 +122,11 @@ class InstanceRepository(Protocol):
 
     @abstractmethod
     async def note(self, instance: Instance, reason: str) -> None:
-        """Append a history entry for the instance's current status with ``reason``: something happened that did
-        not change its status (a failed attempt that will be retried). No-op if the last entry says the same."""
+        """Append a history entry for the instance's current status with ``reason``.
 
-    @abstractmethod
-    async def history(self, instance_id: UUID) -> list[StatusChange]:
-        """The status history of the instance, oldest first."""
+        For what happened without changing the status (a failed attempt that will be retried). A no-op if the last
+        entry says the same.
+        """
 
     @abstractmethod
     async def provisioning_since(self, created_before: datetime) -> list[Instance]:
@@ -311,6 +313,36 @@ class CloudProvider(Protocol):
     async def delete_server(self, server_id: int) -> bool:
         """Delete the server and wait until it is gone; False if it did not exist (which counts as done)."""
 
+    @abstractmethod
+    async def server_type(self, name: str) -> ServerTypeOffer | None:
+        """The server type of that name and where it can be ordered now, or None if the cloud has no such type."""
+
+    @abstractmethod
+    async def location_exists(self, name: str) -> bool:
+        """Whether the cloud has a location of that name."""
+
+    @abstractmethod
+    async def image_exists(self, image: str, architecture: str) -> bool:
+        """Whether an image of that name (or numeric id) exists for the architecture."""
+
+    @abstractmethod
+    async def ssh_key_exists(self, name_or_id: str) -> bool:
+        """Whether the project has an SSH key of that name (or numeric id)."""
+
+    @abstractmethod
+    async def find_firewalls(self, labels: Mapping[str, str]) -> list[CloudFirewall]:
+        """Every firewall carrying all of ``labels``, with its inbound TCP rules."""
+
+    @abstractmethod
+    async def create_firewall(
+        self, name: str, labels: Mapping[str, str], rules: tuple[FirewallRule, ...]
+    ) -> CloudFirewall:
+        """Create a firewall. Raises ``CloudServerNameTaken`` when one of that name exists (adopt it by labels)."""
+
+    @abstractmethod
+    async def set_firewall_rules(self, firewall_id: int, rules: tuple[FirewallRule, ...]) -> None:
+        """Replace the firewall's rules with ``rules`` (its servers follow)."""
+
 
 class ChatStream(Protocol):
     """The events of one chat turn, as the agent sends them; ``aclose`` ends the turn's request at once."""
@@ -340,6 +372,8 @@ class AgentClient(Protocol):
 
 
 class Clock(Protocol):
+    """Time, and waiting: the one place services read the time or sleep, so tests can move it."""
+
     @abstractmethod
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
@@ -362,6 +396,8 @@ class TokenIssuer(Protocol):
 
 
 class ReadinessProbe(Protocol):
+    """Whether the dependencies a request needs can be reached (``/readyz``)."""
+
     @abstractmethod
     async def unready(self) -> list[str]:
         """Names of the dependencies (``database``, ``queue``) that cannot be reached now; empty when ready."""

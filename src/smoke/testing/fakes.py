@@ -28,6 +28,7 @@ from smoke.domain.catalog import SEEDED_CATALOG, CatalogSpec
 from smoke.domain.errors import (
     AgentStreamBroken,
     AgentUnavailable,
+    CloudError,
     CloudServerNameTaken,
     CloudTransientError,
     IdempotencyKeyReused,
@@ -39,8 +40,10 @@ from smoke.domain.models import (
     AgentBoot,
     AgentToken,
     ChatEvent,
+    CloudFirewall,
     CloudServer,
     CustomerScope,
+    FirewallRule,
     Instance,
     InstancePage,
     InstanceStatus,
@@ -51,6 +54,7 @@ from smoke.domain.models import (
     Placement,
     PollResult,
     ServerSpec,
+    ServerTypeOffer,
     StatusChange,
     UsageCount,
     UsageEvent,
@@ -296,16 +300,10 @@ class _FakeInstances(InstanceRepository):
         await _round_trip()
         if await self.get(instance.id) is None:
             raise InstanceNotFound
-        history = await self.history(instance.id)
+        history = [c for c in [*self._uow.db.history, *self._uow.staged.history] if c.instance_id == instance.id]
         if not history or (history[-1].status, history[-1].reason) != (instance.status, reason):
             change = StatusChange(instance.id, instance.status, reason, self._uow.db.clock.now())
             self._uow.staged.history.append(change)
-
-    async def history(self, instance_id: UUID) -> list[StatusChange]:
-        await _round_trip()
-        if await self.get(instance_id) is None:
-            return []
-        return [c for c in [*self._uow.db.history, *self._uow.staged.history] if c.instance_id == instance_id]
 
     async def provisioning_since(self, created_before: datetime) -> list[Instance]:
         await _round_trip()
@@ -499,6 +497,8 @@ class FakeInstanceReader(InstanceReader):
 
 
 class FakeUsageEventStore(UsageEventStore):
+    """Usage events in the ``InMemoryDatabase``, on its clock; recorded at once (as the real store commits each)."""
+
     def __init__(self, db: InMemoryDatabase) -> None:
         self.db = db
 
@@ -590,6 +590,14 @@ class FakeCloudProvider(CloudProvider):
     """
 
     def __init__(self, *, polls_until_running: int = 0) -> None:
+        locations = frozenset(SEEDED_CATALOG.regions.values())
+        self.locations: set[str] = set(locations)
+        self.server_types: dict[str, ServerTypeOffer] = {
+            name: ServerTypeOffer(name, "x86", locations) for name in SEEDED_CATALOG.tiers.values()
+        }
+        self.images: set[tuple[str, str]] = {("ubuntu-24.04", "x86"), ("ubuntu-24.04", "arm")}
+        self.ssh_keys: set[str] = set()
+        self.firewalls: dict[int, CloudFirewall] = {}
         self.servers: dict[int, CloudServer] = {}
         self.specs: dict[int, ServerSpec] = {}
         self.deleted: list[int] = []
@@ -619,6 +627,12 @@ class FakeCloudProvider(CloudProvider):
 
     async def create_server(self, spec: ServerSpec) -> CloudServer:
         self._called("create_server")
+        for firewall_id in spec.firewall_ids:
+            if firewall_id not in self.firewalls:
+                raise CloudError("invalid_input", f"firewall with ID '{firewall_id}' not found")
+        for key in spec.ssh_keys:
+            if key not in self.ssh_keys:
+                raise CloudError("invalid_input", f"SSH key '{key}' not found")
         if any(s.name == spec.name for s in self.servers.values()):
             raise CloudServerNameTaken("uniqueness_error", "server name is already used")
         server = self.add_server(spec, "running" if self.polls_until_running == 0 else "initializing")
@@ -651,6 +665,40 @@ class FakeCloudProvider(CloudProvider):
             return False
         self.deleted.append(server_id)
         return True
+
+    async def server_type(self, name: str) -> ServerTypeOffer | None:
+        self._called("server_type")
+        return self.server_types.get(name)
+
+    async def location_exists(self, name: str) -> bool:
+        self._called("location_exists")
+        return name in self.locations
+
+    async def image_exists(self, image: str, architecture: str) -> bool:
+        self._called("image_exists")
+        return (image, architecture) in self.images
+
+    async def ssh_key_exists(self, name_or_id: str) -> bool:
+        self._called("ssh_key_exists")
+        return name_or_id in self.ssh_keys
+
+    async def find_firewalls(self, labels: Mapping[str, str]) -> list[CloudFirewall]:
+        self._called("find_firewalls")
+        return [f for f in self.firewalls.values() if labels.items() <= f.labels.items()]
+
+    async def create_firewall(
+        self, name: str, labels: Mapping[str, str], rules: tuple[FirewallRule, ...]
+    ) -> CloudFirewall:
+        self._called("create_firewall")
+        if any(f.name == name for f in self.firewalls.values()):
+            raise CloudServerNameTaken("uniqueness_error", "firewall name is already used")
+        firewall_id = max(self.firewalls, default=0) + 1
+        self.firewalls[firewall_id] = CloudFirewall(firewall_id, name, dict(labels), rules)
+        return self.firewalls[firewall_id]
+
+    async def set_firewall_rules(self, firewall_id: int, rules: tuple[FirewallRule, ...]) -> None:
+        self._called("set_firewall_rules")
+        self.firewalls[firewall_id] = dataclasses.replace(self.firewalls[firewall_id], rules=rules)
 
     def _called(self, method: str) -> None:
         for check in self.before_waiting:
@@ -716,6 +764,8 @@ class FakeAgentClient(AgentClient):
 
 
 class FakeTokenIssuer(TokenIssuer):
+    """Readable tokens (``agent-token-<instance hex>``) and SHA-256 digests."""
+
     def agent_token(self, instance_id: UUID) -> AgentToken:
         token = f"agent-token-{instance_id.hex}"
         return AgentToken(token, self.digest(token))
@@ -725,6 +775,8 @@ class FakeTokenIssuer(TokenIssuer):
 
 
 class FakeReadinessProbe(ReadinessProbe):
+    """Ready unless a test names what is ``down`` (``database``, ``queue``)."""
+
     def __init__(self) -> None:
         self.down: list[str] = []
 

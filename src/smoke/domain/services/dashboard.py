@@ -1,5 +1,8 @@
-"""The dashboard's reading of the last days: what ran, how long provisioning took per region, why runs failed, and
-how many instances hold a slot of the live-instance cap."""
+"""The dashboard's reading of the last days.
+
+What ran, how long provisioning took per region, why runs failed, and how many requests hold a slot of the
+live-instance cap.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ __all__ = ("Dashboard", "FailureCount", "InstanceTimeline", "Overview", "Provisi
 
 @dataclass(frozen=True, slots=True)
 class InstanceTimeline:
+    """An instance as the list shows it, and what happened to it."""
+
     instance: InstanceSummary
     events: list[StatusChange]
     """Oldest first, from the request's acceptance (``queued``) on."""
@@ -32,12 +37,16 @@ class ProvisionTime:
 
 @dataclass(frozen=True, slots=True)
 class FailureCount:
+    """How many instances failed for one reason."""
+
     reason: str
     count: int
 
 
 @dataclass(frozen=True, slots=True)
 class Overview:
+    """Everything the dashboard shows, read at ``now``."""
+
     now: datetime
     since: datetime
     """The oldest acceptance the figures below count from."""
@@ -69,6 +78,11 @@ class Dashboard:
     """Past this many instances in ``DAYS``, the figures count only the newest ``MOST`` (``since`` says so)."""
 
     async def overview(self) -> Overview:
+        """The last ``DAYS`` days as the dashboard shows them.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
         now = self.clock.now()
         since = now - timedelta(days=self.DAYS)
         summaries = await self.reader.recent(since=since, limit=self.MOST)

@@ -36,6 +36,8 @@ GHOST_REASON = "server gone"
 
 @dataclass(frozen=True, slots=True)
 class ReconcilePolicy:
+    """When reconcile considers a job lost, a provision stale and an instance expired."""
+
     provision_timeout_seconds: int
     instance_ttl_seconds: int
     lost_job_grace_seconds: int = 60
@@ -44,6 +46,8 @@ class ReconcilePolicy:
 
 @dataclass(slots=True)
 class ReconcileReport:
+    """What one pass did, by step (the cron job returns it)."""
+
     requeued_provisions: int = 0
     failed_provisions: int = 0
     requeued_cleanups: int = 0
@@ -56,6 +60,8 @@ class ReconcileReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconciler:
+    """The reconcile cron (worker ``reconcile``, every minute)."""
+
     scope: CustomerScope
     policy: ReconcilePolicy
     database: Database
