@@ -51,6 +51,7 @@ from smoke.domain.services import (
     AgentFirewall,
     ChatRelay,
     Cleaner,
+    Dashboard,
     Deleter,
     FirewallPolicy,
     InstanceLookup,
@@ -238,6 +239,7 @@ class ServiceProvider(Provider):
     cleaner = provide(Cleaner)
     reconciler = provide(Reconciler)
     lookup = provide(InstanceLookup)
+    dashboard = provide(Dashboard)
     usage_reader = provide(UsageReader)
     usage_recorder = provide(UsageRecorder)
     chat_relay = provide(ChatRelay)

@@ -16,7 +16,7 @@ never held across a wait: no sleep, no call to the cloud or an agent inside one.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -32,6 +32,7 @@ from smoke.domain.models import (
     Instance,
     InstancePage,
     InstanceStatus,
+    InstanceSummary,
     InstanceView,
     LedgerEntry,
     PageCursor,
@@ -192,7 +193,7 @@ class Database(Protocol):
 
 
 class InstanceReader(Protocol):
-    """The smoke customer's committed instance state, for the reads (status, poll, events, list, chat)."""
+    """The smoke customer's committed instance state, for the reads (status, poll, events, list, chat, dashboard)."""
 
     @abstractmethod
     async def view(self, instance_id: UUID) -> InstanceView | None:
@@ -220,6 +221,20 @@ class InstanceReader(Protocol):
     @abstractmethod
     async def page(self, *, status: InstanceStatus | None, limit: int, before: PageCursor | None) -> InstancePage:
         """The customer's instances, newest request first, ``limit`` at most, those accepted before ``before``."""
+
+    @abstractmethod
+    async def recent(self, *, since: datetime, limit: int) -> list[InstanceSummary]:
+        """The customer's instances whose request was accepted at ``since`` or later, newest first, ``limit`` at most.
+
+        Each as ``page`` shows it: the dashboard's aggregates are computed from these.
+        """
+
+    @abstractmethod
+    async def timelines(self, instance_ids: Collection[UUID]) -> dict[UUID, list[StatusChange]]:
+        """The history of each of ``instance_ids``, as ``events`` gives it, in one call.
+
+        Ids never allocated to the customer are left out of the result.
+        """
 
 
 class UsageEventStore(Protocol):

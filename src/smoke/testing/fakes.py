@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -465,6 +465,13 @@ class FakeInstanceReader(InstanceReader):
         page = summaries[:limit]
         more = len(summaries) > limit
         return InstancePage(page, PageCursor(page[-1].created_at, page[-1].id) if more else None)
+
+    async def recent(self, *, since: datetime, limit: int) -> list[InstanceSummary]:
+        page = await self.page(status=None, limit=len(self.db.ledger) + 1, before=None)
+        return [s for s in page.instances if s.created_at >= since][:limit]
+
+    async def timelines(self, instance_ids: Collection[UUID]) -> dict[UUID, list[StatusChange]]:
+        return {i: events for i in instance_ids if (events := await self.events(i)) is not None}
 
     def _summary(self, entry: LedgerEntry) -> InstanceSummary:
         instance = self._instance(entry.instance_id)

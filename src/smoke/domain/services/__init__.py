@@ -3,6 +3,7 @@
 from smoke.domain.services.account import AccountCheck
 from smoke.domain.services.chat_relay import ChatRelay, ChatTurn
 from smoke.domain.services.cleaner import Cleaner
+from smoke.domain.services.dashboard import Dashboard, Overview
 from smoke.domain.services.deleter import Deleter
 from smoke.domain.services.firewall import AgentFirewall, FirewallPolicy
 from smoke.domain.services.lookup import InstanceLookup
@@ -18,9 +19,11 @@ __all__ = (
     "ChatRelay",
     "ChatTurn",
     "Cleaner",
+    "Dashboard",
     "Deleter",
     "FirewallPolicy",
     "InstanceLookup",
+    "Overview",
     "ProvisionPolicy",
     "ProvisionRequests",
     "Provisioner",
