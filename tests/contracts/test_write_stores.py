@@ -146,8 +146,8 @@ async def test_saving_another_customers_instance_is_not_found(stores: Stores) ->
     theirs = await stores.inserted(OTHER)
 
     async with stores.database.begin() as uow:
+        assert await uow.instances.get(theirs.id, lock=True) is None
         with pytest.raises(InstanceNotFound):
-            await uow.instances.get(theirs.id, lock=True)
             await uow.instances.save(theirs.with_status(InstanceStatus.FAILED, "not yours"))
 
     async with stores.theirs.begin() as uow:
