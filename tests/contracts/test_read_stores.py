@@ -78,6 +78,7 @@ async def test_instance_is_the_whole_row_of_ours_only(stores: Stores) -> None:
 async def test_events_start_at_acceptance_and_follow_every_change_with_its_reason(stores: Stores) -> None:
     instance = await stores.inserted()
     async with stores.database.begin() as uow:
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.note(instance, "retrying: rate limited")
         await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.FAILED, "Hetzner: placement_error: no room"))
@@ -158,7 +159,9 @@ async def test_recent_lists_ours_accepted_since_newest_first_up_to_the_limit(sto
 async def test_recent_carries_the_provision_time_and_the_reason(stores: Stores) -> None:
     running, failed = await stores.inserted(), await stores.inserted()
     async with stores.database.begin() as uow:
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running.with_status(InstanceStatus.RUNNING))
+        await uow.instances.get(failed.id, lock=True)
         await uow.instances.save(failed.with_status(InstanceStatus.FAILED, "boom"))
         await uow.commit()
 
@@ -172,6 +175,7 @@ async def test_timelines_are_the_events_of_each_of_ours_at_once(stores: Stores) 
     failed, queued = await stores.inserted(), await stores.accepted()
     theirs = await stores.inserted(OTHER)
     async with stores.database.begin() as uow:
+        await uow.instances.get(failed.id, lock=True)
         await uow.instances.save(failed.with_status(InstanceStatus.FAILED, "Hetzner: placement_error: no room"))
         await uow.commit()
 

@@ -172,6 +172,7 @@ async def test_a_note_is_appended_once_under_the_current_status(stores: Stores) 
 
     for reason in ("retrying: rate limited", "retrying: rate limited", "retrying: conflict"):
         async with stores.database.begin() as uow:
+            await uow.instances.get(instance.id, lock=True)
             await uow.instances.note(instance, reason)
             await uow.commit()
 

@@ -129,7 +129,7 @@ class InstanceRepository(Protocol):
         """Append a history entry for the instance's current status with ``reason``.
 
         For what happened without changing the status (a failed attempt that will be retried). A no-op if the last
-        entry says the same.
+        entry says the same. The row must be locked in this unit of work, as for ``save``.
         """
 
     @abstractmethod

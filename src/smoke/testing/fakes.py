@@ -302,6 +302,8 @@ class _FakeInstances(InstanceRepository):
         await _round_trip()
         if await self.get(instance.id) is None:
             raise InstanceNotFound
+        if self._uow.db._row_locks[instance.id] not in self._uow.held:
+            raise AssertionError(f"note on instance {instance.id} without its row lock: it may interleave a change")
         history = [c for c in [*self._uow.db.history, *self._uow.staged.history] if c.instance_id == instance.id]
         if not history or (history[-1].status, history[-1].reason) != (instance.status, reason):
             change = StatusChange(instance.id, instance.status, reason, self._uow.db.clock.now())
