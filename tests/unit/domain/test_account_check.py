@@ -24,15 +24,15 @@ async def test_each_entry_that_cannot_be_ordered_is_one_line(check: AccountCheck
     catalog = CatalogSpec(
         manifests={"custom": Manifest("custom", "my-snapshot")},
         regions={"eu": "fsn1", "us": "ash", "moon": "tycho"},
-        tiers={"arm": "cax11", "huge": "ccx99"},
+        tiers={"huge": "ccx99", "arm": "cax11"},
     )
 
     problems = await check.catalog_problems(catalog)
 
     assert problems == [
         "regions.moon: location 'tycho' does not exist",
-        "tiers.arm in regions.us: server type 'cax11' cannot be ordered in 'ash' now",
         "tiers.huge: server type 'ccx99' does not exist",
+        "tiers.arm in regions.us: server type 'cax11' cannot be ordered in 'ash' now",
         "manifests.custom: image 'my-snapshot' does not exist for arm server types",
     ]
 

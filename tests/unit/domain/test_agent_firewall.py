@@ -7,6 +7,7 @@ import pytest
 from dishka import AsyncContainer
 
 from smoke.bootstrap import make_container
+from smoke.domain.errors import CloudServerNameTaken, CloudTransientError
 from smoke.domain.models import FirewallRule, InstanceStatus
 from smoke.domain.services import AgentFirewall, Provisioner
 from smoke.testing.providers import FakeAdaptersProvider
@@ -71,8 +72,58 @@ async def test_a_firewall_deleted_behind_our_back_is_created_again_by_the_retry(
     del fakes.cloud.firewalls[first]
     entry = plant_request(fakes)
 
-    with pytest.raises(Exception, match="firewall"):
+    with pytest.raises(CloudTransientError) as raised:
         await provisioner.provision(entry.instance_id)
+    assert (raised.value.code, raised.value.provider) == ("invalid_input", "cloud")
     assert await provisioner.provision(entry.instance_id) is InstanceStatus.RUNNING
 
     assert len(fakes.cloud.firewalls) == 1
+
+
+async def test_an_existing_firewall_is_used_the_oldest_when_there_are_two(
+    guarded: tuple[AgentFirewall, Provisioner], fakes: FakeAdaptersProvider
+) -> None:
+    firewall, _ = guarded
+    labels = {"managed-by": "smoke", "smoke-customer-id": str(SCOPE.customer_id)}
+    rules = (FirewallRule(8080, CIDRS),)
+    older = await fakes.cloud.create_firewall("older", labels, rules)
+    await fakes.cloud.create_firewall("newer", labels, rules)
+    fakes.cloud.calls.clear()
+
+    assert await firewall.ensure() == (older.id,)
+    assert fakes.cloud.calls == ["find_firewalls"]
+
+
+async def test_a_firewall_another_worker_created_a_moment_ago_is_adopted(
+    guarded: tuple[AgentFirewall, Provisioner], fakes: FakeAdaptersProvider
+) -> None:
+    firewall, _ = guarded
+    original = fakes.cloud.create_firewall
+
+    async def created_elsewhere_first(*args: object, **kwargs: object) -> object:
+        await original("smoke-agents-elsewhere", *args[1:])  # type: ignore[arg-type]
+        raise CloudServerNameTaken("uniqueness_error", "firewall name is already used")
+
+    fakes.cloud.create_firewall = created_elsewhere_first  # type: ignore[assignment, method-assign]
+
+    [adopted] = await firewall.ensure()
+
+    assert fakes.cloud.firewalls[adopted].name == "smoke-agents-elsewhere"
+
+
+async def test_creating_and_correcting_the_firewall_are_one_line_each(
+    guarded: tuple[AgentFirewall, Provisioner], fakes: FakeAdaptersProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="smoke.firewall")
+    firewall, _ = guarded
+    [created] = await firewall.ensure()
+    await fakes.cloud.set_firewall_rules(created, ())
+    firewall.forget()
+
+    await firewall.ensure()
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"created the agent firewall {created} ({firewall.name}): tcp/8080 from 203.0.113.0/24, 2001:db8::/32",
+        f"corrected the rules of the agent firewall {created}: tcp/8080 from 203.0.113.0/24, 2001:db8::/32",
+    ]
+    assert firewall.name == f"smoke-agents-{SCOPE.customer_id.hex[:12]}"

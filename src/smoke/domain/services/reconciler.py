@@ -74,8 +74,14 @@ class Reconciler:
     async def reconcile(self) -> ReconcileReport:
         """One pass; idempotent, and safe beside running jobs (re-queuing a pending job is a no-op)."""
         report = ReconcileReport()
-        for step in (self._provisions, self._expired, self._cleanups, self._servers):
-            async with self._isolated(report, step.__name__.strip("_"), "this pass"):
+        steps = (
+            ("re-queue or fail", "provisions", self._provisions),
+            ("expire", "instances past their TTL", self._expired),
+            ("re-queue", "cleanups", self._cleanups),
+            ("collect", "orphans and ghosts", self._servers),
+        )
+        for what, subject, step in steps:
+            async with self._isolated(report, what, subject):
                 await step(report)
         logger.info("reconciled: %s", report)
         return report
