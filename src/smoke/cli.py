@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smoke.observability import configure_logging
+from smoke.preflight import AccountRefused
 from smoke.process import StartupFailed
 from smoke.process import run as _run
 from smoke.process import until_signalled as _until_signalled
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args, settings) or 0)
     except SettingsError as error:
         print(f"smoke: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except AccountRefused as error:
+        print(f"smoke: the cloud account cannot serve smoke: {error}", file=sys.stderr)
         return EXIT_USAGE
     except StartupFailed as error:
         print(f"smoke: {error}", file=sys.stderr)
@@ -165,6 +169,16 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--port", type=int, default=8080, help="the port to listen on")
     agent.set_defaults(run=_agent)
 
+    catalog = commands.add_parser("catalog", help="the catalog (SMOKE_CATALOG, or the built-in one)")
+    catalog_actions = catalog.add_subparsers(required=True, metavar="action")
+    catalog_check = catalog_actions.add_parser(
+        "check",
+        help="ask the cloud whether every entry can be ordered (needs HETZNER_API_TOKEN)",
+        description="One line per entry that cannot be ordered. Exit codes: 0 every entry can be ordered, 1 a "
+        "problem, 2 a bad catalog file or settings, or a token the cloud refuses.",
+    )
+    catalog_check.set_defaults(run=_catalog_check)
+
     migrate = commands.add_parser("migrate", help="apply the database migrations (needs DATABASE_URL)")
     migrate.add_argument("--seed", action="store_true", help="also create the smoke customer and the catalog")
     migrate.set_defaults(run=_migrate)
@@ -261,6 +275,19 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     stack.work(settings, args.concurrency, metrics_host=args.metrics_host, metrics_port=args.metrics_port)
     return 0
+
+
+def _catalog_check(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require("HETZNER_API_TOKEN")
+    from smoke import stack
+
+    problems = stack.catalog_problems(settings)
+    for problem in problems:
+        print(f"smoke catalog check: {problem}")
+    if not problems:
+        entries = sum(map(len, (settings.catalog.regions, settings.catalog.tiers, settings.catalog.manifests)))
+        print(f"smoke catalog check: all {entries} entries can be ordered")
+    return 1 if problems else 0
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

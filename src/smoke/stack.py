@@ -31,13 +31,15 @@ from smoke.api import create_app
 from smoke.bootstrap import make_container
 from smoke.check import CheckOptions, CheckReport, ConsoleProgress, SmokeCheck
 from smoke.domain.errors import StorageUnavailable
+from smoke.preflight import catalog_problems as _catalog_problems
+from smoke.preflight import preflight
 from smoke.process import StartupFailed, cancelled_by_sigterm, run, until_signalled
 from smoke.serving import free_port, serve_asgi
 from smoke.settings import Settings
 from smoke.simulators import create_cloud_simulator
 from smoke.worker import RunningWorker, running_worker, worker_metrics_app
 
-__all__ = ("STATE_DIR", "demo", "migrate_database", "serve", "up", "work")
+__all__ = ("STATE_DIR", "catalog_problems", "demo", "migrate_database", "serve", "up", "work")
 
 STATE_DIR = Path(".smoke")
 """Where ``smoke up`` keeps its embedded PostgreSQL, from one run to the next (``smoke demo`` never touches it)."""
@@ -92,7 +94,21 @@ def migrate_database(settings: Settings, *, with_seed: bool) -> None:
     with _database_errors(settings.database_url):
         migrate(settings.database_url)
         if with_seed:
-            seed(settings.database_url, settings.customer_scope())
+            seed(settings.database_url, settings.customer_scope(), settings.catalog)
+
+
+def catalog_problems(settings: Settings) -> list[str]:
+    """``smoke catalog check``: one line per catalog entry the cloud cannot order (``AccountRefused`` on a refused
+    token)."""
+
+    async def ask() -> list[str]:
+        container = make_container(settings)
+        try:
+            return await _catalog_problems(container)
+        finally:
+            await container.close()
+
+    return run(ask())
 
 
 @contextlib.contextmanager
@@ -208,6 +224,7 @@ async def _serve_api(settings: Settings, host: str, port: int) -> None:
 async def _run_worker(settings: Settings, concurrency: int, metrics_host: str, metrics_port: int) -> None:
     container = make_container(settings)
     try:
+        await preflight(container)
         async with contextlib.AsyncExitStack() as stack:
             worker = await _start_worker(stack, container, settings, concurrency=concurrency)
             if metrics_port:
@@ -244,6 +261,7 @@ async def _run_stack(
             )
         container = make_container(settings)  # closed by the app when it stops
         await _listen(stack, create_app(container), host, port)
+        await preflight(container)
         await _start_worker(stack, container, settings)
         if main is not None:
             await main(url)

@@ -206,7 +206,8 @@ async def test_a_refused_hetzner_token_fails_the_command_in_seconds_naming_the_r
     assert time.monotonic() - started < 30
     summary = result.stderr.splitlines()[-1]
     assert summary.startswith("smoke check failed at wait-running: ")
-    assert "unauthorized: unable to authenticate; the cloud refuses the worker's HETZNER_API_TOKEN" in summary
+    assert "; reason: Hetzner: unauthorized: " in summary
+    assert summary.endswith("; the cloud refuses the worker's HETZNER_API_TOKEN (also failed: wait-deleted)")
     failure = ET.parse(junit).find("testsuite/testcase[@name='wait-running']/failure")
     assert failure is not None
-    assert "unauthorized: unable to authenticate" in failure.get("message", "")
+    assert "Hetzner: unauthorized: " in failure.get("message", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -16,7 +17,10 @@ import pytest
 
 from smoke.serving import free_port
 
-WORKER_SETTINGS = {"HETZNER_API_TOKEN": "sim-token", "AGENT_TOKEN_SECRET": "test-agent-secret"}
+
+def worker_settings(cloud_url: str) -> dict[str, str]:
+    """A worker's settings but the database: the simulated cloud, whose account check passes."""
+    return {"HETZNER_API_URL": f"{cloud_url}/v1", "HETZNER_API_TOKEN": "sim-token", "AGENT_TOKEN_SECRET": "s"}
 
 
 def environment(cwd: Path, **settings: str) -> dict[str, str]:
@@ -51,10 +55,13 @@ def test_serve_on_a_busy_port_exits_1_with_one_line(busy_port: int, clean_databa
 
 
 @pytest.mark.slow  # the queue's pool gives up after 5 s
-def test_a_worker_whose_database_is_down_exits_1_with_one_line_naming_it(tmp_path: Path) -> None:
+async def test_a_worker_whose_database_is_down_exits_1_with_one_line_naming_it(
+    cloud_url: str, cloud: httpx.AsyncClient, tmp_path: Path
+) -> None:
     closed = f"postgresql://smoke:secret-password@127.0.0.1:{free_port()}/smoke"
+    settings = worker_settings(cloud_url) | {"DATABASE_URL": closed}
 
-    result = smoke("worker", cwd=tmp_path, DATABASE_URL=closed, **WORKER_SETTINGS)
+    result = await asyncio.to_thread(smoke, "worker", cwd=tmp_path, **settings)  # the loop serves the cloud meanwhile
 
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith(
@@ -75,19 +82,22 @@ def test_serve_and_worker_name_every_missing_setting_at_once(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_a_worker_serves_its_metrics_and_health_until_sigterm(clean_database: str, tmp_path: Path) -> None:
+async def test_a_worker_serves_its_metrics_and_health_until_sigterm(
+    cloud_url: str, cloud: httpx.AsyncClient, clean_database: str, tmp_path: Path
+) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "smoke", "worker", "--metrics-port", str(port)],
         cwd=tmp_path,
-        env=environment(tmp_path, DATABASE_URL=clean_database, **WORKER_SETTINGS),
+        env=environment(tmp_path, DATABASE_URL=clean_database, **worker_settings(cloud_url)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        health = _when_answering(f"http://127.0.0.1:{port}/healthz", process)
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        health = await _when_answering(f"http://127.0.0.1:{port}/healthz", process)
+        async with httpx.AsyncClient(timeout=5) as client:
+            metrics = await client.get(f"http://127.0.0.1:{port}/metrics")
 
         process.send_signal(signal.SIGTERM)
 
@@ -96,7 +106,7 @@ def test_a_worker_serves_its_metrics_and_health_until_sigterm(clean_database: st
         assert metrics.headers["content-type"].startswith("text/plain")
         assert "# TYPE smoke_jobs_total counter" in metrics.text
         assert "# TYPE smoke_job_seconds histogram" in metrics.text
-        assert process.wait(30) == 0
+        assert await asyncio.to_thread(process.wait, 30) == 0
     finally:
         process.kill()
         process.wait()
@@ -104,12 +114,14 @@ def test_a_worker_serves_its_metrics_and_health_until_sigterm(clean_database: st
         process.stdout.close()
 
 
-def _when_answering(url: str, process: subprocess.Popen[str], timeout: float = 30) -> httpx.Response:
+async def _when_answering(url: str, process: subprocess.Popen[str], timeout: float = 30) -> httpx.Response:
+    """The first answer of ``url``, polled while the loop keeps serving (the simulated cloud the process calls)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                return await client.get(url)
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
     raise AssertionError(f"nothing answered {url} within {timeout} s")

@@ -11,16 +11,16 @@ import msgspec
 from dishka import AsyncContainer
 from dishka.integrations.litestar import setup_dishka
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, OpenAPI, Schema, SecurityScheme
+from litestar.openapi.spec import OpenAPI, Schema
 from litestar.types import ASGIApp
 
 from smoke.api import schemas
 from smoke.api.controllers.agent import AgentController
 from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
+from smoke.api.docs import openapi_config
 from smoke.api.errors import exception_handlers
+from smoke.api.ui import dashboard_routes, template_config
 from smoke.observability import RequestContextMiddleware
 from smoke.settings import Settings
 
@@ -73,23 +73,12 @@ def create_app(container: AsyncContainer) -> Litestar:
             await container.close()
 
     app = Litestar(
-        route_handlers=[SmokeController, AgentController, healthz, readyz, metrics],
+        route_handlers=[SmokeController, AgentController, healthz, readyz, metrics, *dashboard_routes()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=BODY_LIMIT,
-        openapi_config=OpenAPIConfig(
-            title="smoke",
-            version="0.1.0",
-            description="Provision an agent VPS on Hetzner Cloud, chat with it, meter it and clean it up, for CI.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-            components=Components(
-                security_schemes={
-                    "BearerAuth": SecurityScheme(type="http", scheme="bearer", description="OPS_BEARER_TOKEN"),
-                    "AgentToken": SecurityScheme(type="http", scheme="bearer", description="An instance's agent token"),
-                }
-            ),
-        ),
+        openapi_config=openapi_config(),
+        template_config=template_config(),
         logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )
     setup_dishka(container, app)
