@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="the whole stack in one process, on embedded defaults")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
+    up.add_argument(
+        "--agents",
+        choices=("inline", "process"),
+        default="inline",
+        help="the simulated cloud's agents: in-process echo agents, or each server's user data carried out and its "
+        "service run as a real process (see smoke simulate-cloud; default inline)",
+    )
     up.set_defaults(run=_up)
 
     demo = commands.add_parser(
@@ -120,6 +127,14 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--server-limit", type=int, help="servers the project may have at once (default: no limit)")
     simulate.add_argument(
         "--rate-limit", type=int, default=3600, help="requests the project's bucket holds and refills per hour"
+    )
+    simulate.add_argument(
+        "--agents",
+        choices=("inline", "process"),
+        default="inline",
+        help="inline: an in-process echo agent per server; process: each booted server writes its user data's "
+        "files under a directory of its own and runs the service its runcmd starts as a real process on a loopback "
+        "port (default inline)",
     )
     simulate.set_defaults(run=_simulate_cloud)
 
@@ -204,6 +219,7 @@ def _simulate_cloud(args: argparse.Namespace, settings: Settings) -> int:
             timing=args.timing,
             server_limit=args.server_limit,
             rate_limit=args.rate_limit,
+            agents=args.agents,
         )
     except ValueError as exc:
         print(f"smoke: simulate-cloud: {exc}", file=sys.stderr)
@@ -236,7 +252,7 @@ def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     with _prepared_stack(settings) as (settings, generated_token):
-        _run(_run_stack(settings, args.host, args.port, generated_token))
+        _run(_run_stack(settings, args.host, args.port, generated_token, agents=args.agents))
     return 0
 
 
@@ -419,8 +435,9 @@ async def _run_stack(
     port: int,
     generated_token: bool,
     main: Callable[[str], Awaitable[None]] | None = None,
+    agents: str = "inline",
 ) -> None:
-    """API, worker and (without a Hetzner token) the simulated cloud, in this one process.
+    """API, worker and (without a Hetzner token) the simulated cloud with ``agents``, in this one process.
 
     Runs until SIGINT or SIGTERM; or, given ``main``, until ``main(api_url)`` returns (then quietly: no banner).
     """
@@ -434,7 +451,8 @@ async def _run_stack(
     url = f"http://{host}:{port}"
     async with contextlib.AsyncExitStack() as stack:
         if settings.hetzner_api_token is None:
-            cloud = await stack.enter_async_context(serve_asgi(create_cloud_simulator(), host="127.0.0.1"))
+            simulator = create_cloud_simulator(agents=agents)
+            cloud = await stack.enter_async_context(serve_asgi(simulator, host="127.0.0.1"))
             settings = settings.replace(
                 hetzner_api_url=f"{cloud}/v1",
                 hetzner_api_token="sim-token",  # noqa: S106  (the simulator's own token)
