@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -32,6 +33,8 @@ from smoke.simulators.hetzner.timing import Timing
 from smoke.simulators.world import SimulatorSettings, World
 
 __all__ = ("AGENT_MODES", "CloudSimulator", "create_cloud_simulator")
+
+_log = logging.getLogger(__name__)
 
 AGENT_MODES = ("inline", "process")
 RECONCILE_SECONDS = 0.2
@@ -189,7 +192,10 @@ class CloudSimulator:
         """Boot, restart and stop agent processes on time even when nobody asks (``process`` mode)."""
         while True:
             await asyncio.sleep(RECONCILE_SECONDS)
-            self._reconcile_agents()
+            try:
+                self._reconcile_agents()
+            except Exception:  # a bug here must not stop the agents from being stopped later
+                _log.exception("the agent processes could not be brought in line with the servers")
 
     async def _shut_down(self) -> None:
         if self._ticker is not None:

@@ -148,7 +148,15 @@ class ProcessAgents:
     # --- what the API and the control routes read --------------------------------------------------------------
 
     def describe(self, server_id: int) -> dict[str, object]:
-        """The server's agent, as ``GET /_sim/state`` lists it."""
+        """The server's agent, as ``GET /_sim/state`` lists it.
+
+        ``state``: ``waiting`` (not booted yet: only ``mode``, ``pid``, ``root``, ``port`` and ``state``),
+        ``running`` (``pid`` is alive; it may still be starting to listen on ``port``), ``stopped`` (the server is
+        off, rebooting or being deleted), ``exited`` (the process ended on its own: ``exit_code``, negative for a
+        signal), ``failed`` (``problem`` says why nothing was started) or ``no_service`` (the user data starts
+        none). ``command`` is the argument list as run; ``files`` are the written files (``path`` as the user data
+        names it, ``size``, ``permissions``, ``sha256``); ``log`` is the service's stdout and stderr.
+        """
         machine = self._machines.get(server_id)
         if machine is None:
             return {"mode": "process", "pid": None, "root": None, "port": None, "state": "waiting"}
@@ -294,16 +302,20 @@ class ProcessAgents:
         cwd = machine.root
         if machine.unit.working_directory is not None:
             cwd = Path(_rerooted(machine.root, machine.unit.working_directory) or machine.root)
-        with log.open("ab") as output:
-            process = subprocess.Popen(  # noqa: S603  (the unit's own command, its paths re-rooted)
-                _launched(command),
-                cwd=cwd,
-                env={**SERVICE_ENVIRONMENT, **machine.unit.environment},
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        try:
+            with log.open("ab") as output:
+                process = subprocess.Popen(  # noqa: S603  (the unit's own command, its paths re-rooted)
+                    _launched(command),
+                    cwd=cwd,
+                    env={**SERVICE_ENVIRONMENT, **machine.unit.environment},
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as error:
+            machine.problem = f"{machine.service}: cannot start {command[0]}: {error.strerror or error}"
+            return
         self._processes.add(process)
         machine.process, machine.port, machine.command = process, port, command
         machine.exit_code, machine.restart_at = None, None
