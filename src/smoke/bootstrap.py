@@ -64,7 +64,7 @@ from smoke.domain.services import (
     UsageReader,
     UsageRecorder,
 )
-from smoke.settings import Settings, SettingsError
+from smoke.settings import Settings
 
 __all__ = ("make_container",)
 
@@ -89,12 +89,6 @@ def make_container(settings: Settings, *overrides: BaseProvider) -> AsyncContain
     )
 
 
-def _database_url(settings: Settings) -> str:
-    if settings.database_url is None:
-        raise SettingsError("DATABASE_URL", "required by this command but not set")
-    return settings.database_url
-
-
 class CoreProvider(Provider):
     settings = from_context(provides=Settings, scope=Scope.APP)
 
@@ -113,9 +107,7 @@ class CoreProvider(Provider):
 
     @provide(scope=Scope.APP)
     def provide_token_issuer(self, settings: Settings) -> TokenIssuer:
-        settings.require("AGENT_TOKEN_SECRET")
-        assert settings.agent_token_secret is not None
-        return HmacTokenIssuer(settings.agent_token_secret)
+        return HmacTokenIssuer(settings.required("AGENT_TOKEN_SECRET"))
 
 
 class PostgresProvider(Provider):
@@ -126,7 +118,7 @@ class PostgresProvider(Provider):
     @provide
     async def provide_engine(self, settings: Settings) -> AsyncIterator[AsyncEngine]:
         config = SQLAlchemyAsyncConfig(
-            connection_string="postgresql+asyncpg://" + _database_url(settings).split("://", 1)[1],
+            connection_string="postgresql+asyncpg://" + settings.required("DATABASE_URL").split("://", 1)[1],
             engine_config=EngineConfig(pool_size=5, max_overflow=5, pool_pre_ping=True, pool_timeout=5),
             session_config=AsyncSessionConfig(expire_on_commit=False),
         )
@@ -141,7 +133,7 @@ class PostgresProvider(Provider):
     @provide
     async def provide_pool(self, settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         # min_size=0: the API starts, and /readyz says so, while the database is down.
-        pool = await asyncpg.create_pool(_database_url(settings), min_size=0, max_size=10, command_timeout=30)
+        pool = await asyncpg.create_pool(settings.required("DATABASE_URL"), min_size=0, max_size=10, command_timeout=30)
         yield pool
         await pool.close()
 
@@ -154,7 +146,7 @@ class PostgresProvider(Provider):
 class QueueProvider(Provider):
     @provide(scope=Scope.APP)
     async def provide_saq_queue(self, settings: Settings) -> AsyncIterator[Queue]:
-        queue = await connect_saq_queue(make_saq_queue(settings.queue_url or _database_url(settings)))
+        queue = await connect_saq_queue(make_saq_queue(settings.queue_url or settings.required("DATABASE_URL")))
         yield queue
         await queue.disconnect()
 
@@ -179,9 +171,7 @@ class CloudProviders(Provider):
 
     @provide
     async def provide_cloud(self, settings: Settings) -> AsyncIterator[CloudProvider]:
-        settings.require("HETZNER_API_TOKEN")
-        assert settings.hetzner_api_token is not None
-        async with hetzner_client(settings.hetzner_api_url, settings.hetzner_api_token) as client:
+        async with hetzner_client(settings.hetzner_api_url, settings.required("HETZNER_API_TOKEN")) as client:
             yield HetznerCloudProvider(client)
 
     @provide

@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--host", default="127.0.0.1", help="the address the API listens on")
     up.add_argument("--port", type=int, default=8000, help="the API's port")
+    up.add_argument(
+        "--agents",
+        choices=("inline", "process"),
+        default="inline",
+        help="the simulated cloud's agents: in-process echo agents, or each server's user data carried out and its "
+        "service run as a real process (see smoke simulate-cloud)",
+    )
     up.set_defaults(run=_up)
 
     demo = commands.add_parser(
@@ -157,6 +164,14 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--rate-limit", type=int, default=3600, help="requests the project's bucket holds and refills per hour"
     )
+    simulate.add_argument(
+        "--agents",
+        choices=("inline", "process"),
+        default="inline",
+        help="inline: an in-process echo agent per server; process: each booted server writes its user data's "
+        "files under a directory of its own and runs the service its runcmd starts as a real process on a loopback "
+        "port",
+    )
     simulate.set_defaults(run=_simulate_cloud)
 
     agent = commands.add_parser("agent", help="the reference agent (SPEC §10), run as an agent VPS runs it")
@@ -212,7 +227,7 @@ def _port(text: str) -> int:
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from smoke import stack
 
-    stack.up(settings, args.host, args.port)
+    stack.up(settings, args.host, args.port, agents=args.agents)
     return 0
 
 
@@ -312,6 +327,7 @@ def _simulate_cloud(args: argparse.Namespace, settings: Settings) -> int:
             timing=args.timing,
             server_limit=args.server_limit,
             rate_limit=args.rate_limit,
+            agents=args.agents,
         )
     except ValueError as exc:
         print(f"smoke: simulate-cloud: {exc}", file=sys.stderr)

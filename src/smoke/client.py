@@ -267,6 +267,7 @@ class SmokeClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connections (also done by leaving ``async with``)."""
         await self._http.aclose()
 
     async def provision(

@@ -146,6 +146,12 @@ class Settings:
             hint = f" (make a secret with: {_RANDOM_STRING_RECIPE})" if _SECRETS.intersection(missing) else ""
             raise SettingsError(", ".join(missing), f"required by this command but not set{hint}")
 
+    def required(self, variable: str) -> str:
+        """The value of ``variable`` (one of ``require``'s); ``SettingsError`` if it is unset."""
+        self.require(variable)
+        value: str = getattr(self, _FIELD_OF[variable])
+        return value
+
     def customer_scope(self) -> CustomerScope:
         return CustomerScope(self.customer_id, self.tenant_id, self.subscription_id)
 

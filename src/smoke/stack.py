@@ -46,10 +46,13 @@ STATE_DIR = Path(".smoke")
 SIMULATOR_TOKEN = "sim-token"  # noqa: S105  (the simulated cloud's own, not a secret)
 
 
-def up(settings: Settings, host: str, port: int) -> None:
-    """``smoke up``: the stack on ``host:port`` until SIGINT or SIGTERM, its database kept in ``./.smoke/``."""
+def up(settings: Settings, host: str, port: int, *, agents: str = "inline") -> None:
+    """``smoke up``: the stack on ``host:port`` until SIGINT or SIGTERM, its database kept in ``./.smoke/``.
+
+    ``agents``: the simulated cloud's agents (``inline`` or ``process``), when it runs (no ``HETZNER_API_TOKEN``).
+    """
     with prepared_stack(settings, STATE_DIR / "pgdata") as (settings, generated_token):
-        run(_run_stack(settings, host, port, generated_token))
+        run(_run_stack(settings, host, port, generated_token, agents=agents))
 
 
 def demo(settings: Settings, template: CheckOptions, console: Console) -> CheckReport | None:
@@ -90,11 +93,11 @@ def work(settings: Settings, concurrency: int, *, metrics_host: str, metrics_por
 
 def migrate_database(settings: Settings, *, with_seed: bool) -> None:
     """``smoke migrate``: the migrations, and with ``with_seed`` the smoke customer and the catalog."""
-    assert settings.database_url is not None
-    with _database_errors(settings.database_url):
-        migrate(settings.database_url)
+    url = settings.required("DATABASE_URL")
+    with _database_errors(url):
+        migrate(url)
         if with_seed:
-            seed(settings.database_url, settings.customer_scope(), settings.catalog)
+            seed(url, settings.customer_scope(), settings.catalog)
 
 
 def catalog_problems(settings: Settings) -> list[str]:
@@ -243,15 +246,16 @@ async def _run_stack(
     port: int,
     generated_token: bool,
     main: Callable[[str], Awaitable[None]] | None = None,
+    agents: str = "inline",
 ) -> None:
-    """API, worker and (without a Hetzner token) the simulated cloud, in this one process.
+    """API, worker and (without a Hetzner token) the simulated cloud with ``agents``, in this one process.
 
     Runs until SIGINT or SIGTERM; or, given ``main``, until ``main(api_url)`` returns (then quietly: no banner).
     """
     url = f"http://{host}:{port}"
     async with contextlib.AsyncExitStack() as stack:
         if settings.hetzner_api_token is None:
-            cloud = await _listen(stack, create_cloud_simulator(), "127.0.0.1", 0)
+            cloud = await _listen(stack, create_cloud_simulator(agents=agents), "127.0.0.1", 0)
             settings = settings.replace(
                 hetzner_api_url=f"{cloud}/v1",
                 hetzner_api_token=SIMULATOR_TOKEN,

@@ -1,7 +1,13 @@
-"""AgentClient: the fake and HttpAgentClient over loopback to a simulated agent, one suite."""
+"""AgentClient: the fake and HttpAgentClient over loopback to a simulated agent, one suite.
+
+The simulated agent is the inline echo agent, or the reference agent run as a process from the server's user data
+(``agents="process"``): both answer the same.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,14 +39,15 @@ class Agent:
     down_url: str
 
 
-@pytest.fixture(params=["fake", "http"])
+@pytest.fixture(params=["fake", "http-inline", "http-process"])
 async def agent(request: pytest.FixtureRequest) -> AsyncIterator[Agent]:
     if request.param == "fake":
         fake = FakeAgentClient(reply=[*REPLY, ChatEvent("done", "{}", "3")])
         fake.down.add("http://down.test")
         yield Agent(fake, "http://agent.test", "http://down.test")
         return
-    simulator = create_cloud_simulator(action_seconds=0, boot_seconds=0, token_delay_ms=0)
+    agents = request.param.removeprefix("http-")
+    simulator = create_cloud_simulator(action_seconds=0, boot_seconds=0, token_delay_ms=0, agents=agents)
     async with (
         serve_asgi(simulator) as url,
         serve_asgi(_usage_receiver, lifespan="off") as usage_url,
@@ -95,4 +102,9 @@ async def _booted_server(http: httpx.AsyncClient, url: str, usage_url: str) -> i
         "user_data": CloudInitUserData().render(boot),
     }
     created = await http.post(f"{url}/v1/servers", json=body, headers={"Authorization": "Bearer sim-token"})
-    return int(created.json()["server"]["id"])
+    server_id = int(created.json()["server"]["id"])
+    deadline = time.monotonic() + 10  # a process agent answers once its interpreter has started
+    while (await http.get(f"{url}/agents/{server_id}/healthz")).status_code != 200:
+        assert time.monotonic() < deadline, "the agent never answered /healthz"
+        await asyncio.sleep(0.02)
+    return server_id

@@ -476,7 +476,8 @@ async def test_state_counts_requests_per_route_and_reset_empties_everything(
     assert before["requests"] == {"POST /v1/servers": 1, "GET /v1/servers/{id}": 1}
     assert before["servers"] == [
         {"id": server_id, "name": "web-1", "status": "initializing", "labels": {}, "location": "fsn1",
-         "server_type": "cpx22", "image": "ubuntu-24.04", "ipv4": "203.0.113.1", "created": ANY},
+         "server_type": "cpx22", "image": "ubuntu-24.04", "ipv4": "203.0.113.1", "created": ANY,
+         "agent": {"mode": "inline", "pid": None, "root": None}},
     ]  # fmt: skip
     assert after == {"servers": [], "requests": {}, "chats": []}
     assert (await set_faults(sim))["agent"]["down"] is False

@@ -17,17 +17,26 @@ firewalls (with ``set_rules``, ``apply_to_resources``, ``remove_from_resources``
 as fast or as slow as the timing says (:mod:`.hetzner.timing`); ``per_page`` is clamped to 50
 (:mod:`.hetzner.listing`); order of checks and faults in :mod:`.hetzner.api`.
 
-``/agents/{server_id}/...`` - the agent of each server (SPEC §4, :mod:`.agent.api`): ``GET healthz`` and
-``POST v1/chat``, configured by the server's cloud-init user data (accepted subset in :mod:`.agent.user_data`).
-The agent echoes the message one ``delta`` per word, reports usage to ``usage_url`` and ends with ``done``.
+``/agents/{server_id}/...`` - the agent of each server (SPEC §4, :mod:`.agent.api`), by ``agents=``:
+
+- ``inline`` (default): ``GET healthz`` and ``POST v1/chat``, configured by the server's cloud-init user data
+  (accepted subset in :mod:`.agent.user_data`). The agent echoes the message one ``delta`` per word, reports
+  usage to ``usage_url`` and ends with ``done``.
+- ``process``: each booted server carries out its user data as cloud-init would, under a directory of its own
+  (``write_files`` re-rooted; the unit its ``runcmd`` starts run as a real process on a loopback port;
+  :mod:`.agent.processes`), and every request under ``/agents/{id}/`` is relayed to that process as it streams
+  (:mod:`.agent.proxy`). The process ends when the server is deleted, powered off, rebooted (then starts again),
+  at ``POST /_sim/reset`` and at lifespan shutdown.
 
 ``/_sim/...`` - control, no auth:
 
 - ``GET /_sim/state`` -> ``{"servers": [{"id", "name", "status", "labels", "location", "server_type",
-  "image", "ipv4", "created"}], "requests": {"<METHOD> <route template>": count}, "chats": [{"server_id",
+  "image", "ipv4", "created", "agent"}], "requests": {"<METHOD> <route template>": count}, "chats": [{"server_id",
   "message", "started_at", "ended_at", "outcome", "client_disconnected"}]}``. Requests are counted for matched
   ``/v1`` and ``/agents`` routes, faulted ones included. A chat record is added when a stream starts;
-  ``ended_at`` is set when it ends, however it ends.
+  ``ended_at`` is set when it ends, however it ends. ``agent`` is ``{"mode": "inline", "pid": null, "root": null}``,
+  or for a process agent ``{"mode": "process", "pid", "root", "port", "state", "service", "command", "exit_code",
+  "problem", "log", "files", "skipped_commands", "ignored_units"}`` (:meth:`.agent.processes.ProcessAgents.describe`).
 - ``POST /_sim/reset`` -> the fresh state: no servers, SSH keys, firewalls, counts, chats or faults, a full
   bucket, a re-seeded random generator. IDs keep counting, so a stale ID never names a new resource.
 - ``GET /_sim/faults`` -> the current faults; ``PUT /_sim/faults`` with any subset of ``{"hetzner": {"latency_ms",

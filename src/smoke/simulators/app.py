@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from smoke.simulators.agent.api import AgentApi
+from smoke.simulators.agent.processes import ProcessAgents
 from smoke.simulators.agent.usage import UsageReporter
 from smoke.simulators.asgi import (
     ASGIApp,
@@ -28,7 +32,13 @@ from smoke.simulators.hetzner.rate_limit import DEFAULT_CAPACITY
 from smoke.simulators.hetzner.timing import Timing
 from smoke.simulators.world import SimulatorSettings, World
 
-__all__ = ("CloudSimulator", "create_cloud_simulator")
+__all__ = ("AGENT_MODES", "CloudSimulator", "create_cloud_simulator")
+
+_log = logging.getLogger(__name__)
+
+AGENT_MODES = ("inline", "process")
+RECONCILE_SECONDS = 0.2
+"""How often, in ``process`` mode, the agents are brought in line with the servers when no request comes."""
 
 
 def create_cloud_simulator(
@@ -42,6 +52,7 @@ def create_cloud_simulator(
     timing: str = "fast",
     server_limit: int | None = None,
     rate_limit: int = DEFAULT_CAPACITY,
+    agents: str = "inline",
 ) -> ASGIApp:
     """A new simulated cloud with its own in-memory state (see :mod:`smoke.simulators`).
 
@@ -58,9 +69,14 @@ def create_cloud_simulator(
         server_limit: how many servers the project may have at once (403 ``resource_limit_exceeded`` past it);
             None for no limit.
         rate_limit: requests the project's bucket holds, and refills per hour.
+        agents: ``inline`` (each server's agent is the in-process echo agent) or ``process`` (each booted server
+            carries out its user data and runs the service it starts as a real process, reached through
+            ``/agents/{id}``; see :mod:`smoke.simulators.agent.processes`). In ``process`` mode serve the app with
+            its lifespan: shutdown stops the processes and removes their files.
 
     Raises:
-        ValueError: an empty token, a negative duration or limit, an unknown timing or a rate limit below 1.
+        ValueError: an empty token, a negative duration or limit, an unknown timing or agents mode, or a rate limit
+            below 1.
     """
     if not token:
         raise ValueError("the token must not be empty")
@@ -68,6 +84,8 @@ def create_cloud_simulator(
         raise ValueError("durations and the server limit must not be negative")
     if rate_limit < 1:
         raise ValueError("the rate limit must allow at least one request an hour")
+    if agents not in AGENT_MODES:
+        raise ValueError(f"unknown agents mode {agents!r}: choose one of {', '.join(AGENT_MODES)}")
     settings = SimulatorSettings(
         token=token,
         timing=Timing.named(timing, action_seconds=action_seconds, boot_seconds=boot_seconds),
@@ -76,20 +94,24 @@ def create_cloud_simulator(
         clock=clock or time.time,
         server_limit=server_limit,
         rate_limit=rate_limit,
+        agents=agents,
     )
     return CloudSimulator(settings)
 
 
 class CloudSimulator:
-    """The ASGI app. It serves ``http`` and ``lifespan`` scopes; shutdown closes the agents' HTTP client."""
+    """The ASGI app. It serves ``http`` and ``lifespan`` scopes; shutdown closes the agents' HTTP clients and, in
+    ``process`` mode, stops every agent process and removes the state dir."""
 
     def __init__(self, settings: SimulatorSettings) -> None:
         self._settings = settings
         self._ids = IdSequences()
         self._reporter = UsageReporter()
-        self._agents = AgentApi(self._reporter)
+        self._processes = ProcessAgents() if settings.agents == "process" else None
+        self._agents = AgentApi(self._reporter, self._processes)
         self._world = World(settings, self._ids)
-        self._control = Router[Callable[[Request], JsonResponse]](
+        self._ticker: asyncio.Task[None] | None = None
+        self._control = Router[Callable[[Request], Awaitable[JsonResponse]]](
             [
                 Route("GET", "/_sim/state", self._state),
                 Route("POST", "/_sim/reset", self._reset),
@@ -107,29 +129,47 @@ class CloudSimulator:
 
     async def _respond(self, request: Request) -> Response:
         if request.path == "/v1" or request.path.startswith("/v1/"):
-            return await handle_hetzner(self._world, request)
+            response = await handle_hetzner(self._world, request)
+            self._reconcile_agents()  # a delete or a power action stops the agent at once
+            return response
         if request.path.startswith("/agents/"):
-            return self._agents.handle(self._world, request)
+            self._reconcile_agents()
+            return await self._agents.handle(self._world, request)
         try:
             route, _ = self._control.match(request.method, request.path)
         except NoRoute as exc:
             return JsonResponse(
                 405 if exc.allowed else 404, {"detail": "method not allowed" if exc.allowed else "not found"}
             )
-        return route.handler(request)
+        return await route.handler(request)
 
-    def _state(self, _request: Request) -> JsonResponse:
-        return JsonResponse(200, self._world.state())
+    def _reconcile_agents(self) -> None:
+        """In ``process`` mode: start the agents of servers that have booted, stop those of servers that went down."""
+        if self._processes is not None:
+            now = self._world.cloud.settle()
+            self._processes.reconcile(self._world.cloud.live_servers(), now)
 
-    def _reset(self, _request: Request) -> JsonResponse:
-        """Back to no servers, no actions, no counts, no chats, no faults, a full rate limit and a re-seeded RNG."""
+    def _agent_of(self, server_id: int) -> dict[str, object]:
+        if self._processes is None:
+            return {"mode": "inline", "pid": None, "root": None}
+        return self._processes.describe(server_id)
+
+    async def _state(self, _request: Request) -> JsonResponse:
+        self._reconcile_agents()
+        return JsonResponse(200, self._world.state(self._agent_of))
+
+    async def _reset(self, _request: Request) -> JsonResponse:
+        """Back to no servers, no actions, no counts, no chats, no faults, a full rate limit and a re-seeded RNG;
+        in ``process`` mode every agent process stopped and every server's files removed."""
+        if self._processes is not None:
+            await self._processes.stop_all()
         self._world = World(self._settings, self._ids)
-        return JsonResponse(200, self._world.state())
+        return JsonResponse(200, self._world.state(self._agent_of))
 
-    def _faults(self, _request: Request) -> JsonResponse:
+    async def _faults(self, _request: Request) -> JsonResponse:
         return JsonResponse(200, self._world.faults)
 
-    def _set_faults(self, request: Request) -> JsonResponse:
+    async def _set_faults(self, request: Request) -> JsonResponse:
         try:
             self._world.faults = apply_patch(self._world.faults, request.body)
         except InvalidFaults as exc:
@@ -140,8 +180,30 @@ class CloudSimulator:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self._processes is not None:
+                    self._ticker = asyncio.create_task(self._keep_agents_in_line())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._reporter.aclose()
+                await self._shut_down()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _keep_agents_in_line(self) -> None:
+        """Boot, restart and stop agent processes on time even when nobody asks (``process`` mode)."""
+        while True:
+            await asyncio.sleep(RECONCILE_SECONDS)
+            try:
+                self._reconcile_agents()
+            except Exception:  # a bug here must not stop the agents from being stopped later
+                _log.exception("the agent processes could not be brought in line with the servers")
+
+    async def _shut_down(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._processes is not None:
+            await self._processes.aclose()
+        await self._agents.aclose()
+        await self._reporter.aclose()

@@ -33,6 +33,7 @@ __all__ = (
     "Router",
     "Scope",
     "Send",
+    "StreamedResponse",
     "read_request",
     "send_response",
 )
@@ -102,11 +103,24 @@ class EventStream:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamedResponse:
+    """Any response whose body is sent chunk by chunk as ``body`` yields it (a relayed one, for instance).
+
+    ``headers`` are sent as they are (lower-case names). Like an :class:`EventStream`'s, ``body`` is closed when the
+    client disconnects, and may raise :class:`DropConnection`.
+    """
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: AsyncGenerator[bytes, None]
+
+
+@dataclass(frozen=True, slots=True)
 class Abort:
     """No response at all: the connection is closed as if the server had crashed."""
 
 
-Response = JsonResponse | PageResponse | EventStream | Abort
+Response = JsonResponse | PageResponse | EventStream | StreamedResponse | Abort
 
 
 class DropConnection(Exception):
@@ -191,7 +205,10 @@ async def send_response(response: Response, send: Send, receive: Receive) -> Non
         case PageResponse():
             await _send_page(response, send)
         case EventStream():
-            await _send_event_stream(response, send, receive)
+            await _send_streamed(200, _EVENT_STREAM_HEADERS, response.events, send, receive)
+        case StreamedResponse():
+            headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+            await _send_streamed(response.status, headers, response.body, send, receive)
         case Abort():
             await _abort_connection(send, receive)
 
@@ -217,15 +234,19 @@ async def _send_page(response: PageResponse, send: Send) -> None:
     await send({"type": "http.response.body", "body": response.body, "more_body": False})
 
 
-async def _send_event_stream(stream: EventStream, send: Send, receive: Receive) -> None:
-    """Send the events as they come, until the generator ends, asks to drop the connection, or the client leaves."""
-    headers = [
-        (b"content-type", b"text/event-stream; charset=utf-8"),
-        (b"cache-control", b"no-cache"),
-        (b"x-accel-buffering", b"no"),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    pumping = asyncio.ensure_future(_pump(stream.events, send))
+_EVENT_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def _send_streamed(
+    status: int, headers: list[tuple[bytes, bytes]], body: AsyncGenerator[bytes, None], send: Send, receive: Receive
+) -> None:
+    """Send the chunks as they come, until the generator ends, asks to drop the connection, or the client leaves."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    pumping = asyncio.ensure_future(_pump(body, send))
     disconnected = asyncio.ensure_future(_wait_for_disconnect(receive))
     try:
         await asyncio.wait((pumping, disconnected), return_when=asyncio.FIRST_COMPLETED)

@@ -26,6 +26,7 @@ class SimulatorSettings:
     clock: Callable[[], float]
     server_limit: int | None
     rate_limit: int
+    agents: str = "inline"
 
 
 @dataclass(slots=True)
@@ -33,7 +34,8 @@ class ChatRecord:
     """One chat stream an agent started.
 
     ``outcome`` is None while it streams, then ``done``, ``usage_report_failed``, ``dropped_by_fault`` or
-    ``client_disconnected``; times are on the simulator's clock.
+    ``client_disconnected`` (a process agent's: see :mod:`smoke.simulators.agent.proxy`); times are on the
+    simulator's clock.
     """
 
     server_id: int
@@ -78,10 +80,10 @@ class World:
         """True with probability ``ratio``, drawn from the seeded generator."""
         return ratio > 0 and self.rng.random() < ratio
 
-    def state(self) -> dict[str, object]:
-        """The body of ``GET /_sim/state``."""
+    def state(self, agent_of: Callable[[int], dict[str, object]]) -> dict[str, object]:
+        """The body of ``GET /_sim/state``; ``agent_of(server_id)`` describes each server's agent."""
         return {
-            "servers": self.cloud.summaries(),
+            "servers": [{**server.summary(), "agent": agent_of(server.id)} for server in self.cloud.live_servers()],
             "requests": dict(self.request_counts),
             "chats": [chat.to_json() for chat in self.chats],
         }

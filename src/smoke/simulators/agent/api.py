@@ -7,6 +7,13 @@
 ``{"message": str}`` (422); then streams one ``delta`` per whitespace-separated word, ``token_delay_ms`` apart,
 reports the turn to ``usage_url`` and ends with ``done`` (usage answered 2xx) or ``error``. Event ids count from
 1. Error bodies are ``{"detail": str}``. The ``down`` fault makes every agent path answer 503.
+
+With ``--agents process`` (:mod:`.processes`, :mod:`.proxy`) the server's own agent process answers instead: after
+the same 404 (no such server) and 503 (not booted yet, or fault ``down``) checks, any method and path under
+``/agents/{id}/`` is relayed to it, and 503 says why when nothing runs there (no service in the user data, a
+service that exited or could not be started). ``fail_mid_stream_ratio`` applies to both modes;
+``token_delay_ms`` only to the inline agent (a process agent streams at its own pace). Requests are counted by
+route as in the inline mode; a path of neither route as ``"<METHOD> /agents/{server_id}/..."``.
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 
 import msgspec
 
+from smoke.simulators.agent.processes import ProcessAgents
+from smoke.simulators.agent.proxy import AgentProxy
 from smoke.simulators.agent.usage import UsageReporter
 from smoke.simulators.agent.user_data import AgentConfig, parse_agent_config
 from smoke.simulators.asgi import (
@@ -42,14 +52,20 @@ MODEL = "echo-1"
 
 Handler = Callable[[World, Request], Response]
 
+_AGENT_PATH = re.compile(r"^/agents/(?P<server_id>[0-9]{1,18})(?P<path>/.*)?$")
+
 
 class _ChatRequest(msgspec.Struct):
     message: str
 
 
 class AgentApi:
-    def __init__(self, reporter: UsageReporter) -> None:
+    """The agents of every server: inline echo agents, or (given ``processes``) each server's own process."""
+
+    def __init__(self, reporter: UsageReporter, processes: ProcessAgents | None = None) -> None:
         self._reporter = reporter
+        self._processes = processes
+        self._proxy = AgentProxy()
         self._router = Router[Handler](
             [
                 Route("GET", "/agents/{server_id}/healthz", self._healthz),
@@ -57,7 +73,9 @@ class AgentApi:
             ]
         )
 
-    def handle(self, world: World, request: Request) -> Response:
+    async def handle(self, world: World, request: Request) -> Response:
+        if self._processes is not None:
+            return await self._relayed(world, request, self._processes)
         try:
             route, params = self._router.match(request.method, request.path)
         except NoRoute as exc:
@@ -69,6 +87,31 @@ class AgentApi:
             return route.handler(world, replace(request, params=params))
         except HttpError as exc:
             return exc.response
+
+    async def aclose(self) -> None:
+        await self._proxy.aclose()
+
+    async def _relayed(self, world: World, request: Request, processes: ProcessAgents) -> Response:
+        """The request relayed to the server's agent process, or why it cannot be."""
+        found = _AGENT_PATH.match(request.path)
+        if found is None:
+            return _error(404, "not found")
+        try:
+            name = self._router.match(request.method, request.path)[0].name
+        except NoRoute:
+            name = f"{request.method} /agents/{{server_id}}/..."
+        world.request_counts[name] += 1
+        if world.faults.agent.down:
+            return _error(503, "the agent is down")
+        server_id = int(found["server_id"])
+        try:
+            _booted_server(world, server_id)
+        except HttpError as exc:
+            return exc.response
+        port, reason = processes.address(server_id)
+        if port is None:
+            return _error(503, reason)
+        return await self._proxy.forward(world, server_id, port, found["path"] or "/", request)
 
     def _healthz(self, world: World, request: Request) -> Response:
         _booted_server(world, request.params["server_id"])

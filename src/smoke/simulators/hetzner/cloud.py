@@ -113,10 +113,10 @@ class HetznerCloud:
         self.settle()
         return self.servers.get(server_id)
 
-    def summaries(self) -> list[dict[str, object]]:
-        """Every server, as ``GET /_sim/state`` lists them."""
+    def live_servers(self) -> list[Server]:
+        """Every server as it is now."""
         self.settle()
-        return [server.summary() for server in self.servers.all()]
+        return self.servers.all()
 
     # --- servers ------------------------------------------------------------------------------------------------
 
