@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -259,3 +260,82 @@ async def test_a_step_that_cannot_read_is_one_line_and_the_pass_goes_on(
         r.getMessage() for r in caplog.records
     ]
     assert caplog.records[-1].getMessage() == f"reconciled: {report}"
+
+
+async def test_a_server_of_ours_without_an_instance_id_is_an_orphan(
+    reconciler: Reconciler, fakes: FakeAdaptersProvider
+) -> None:
+    labels = {"managed-by": "smoke", "smoke-customer-id": str(SCOPE.customer_id)}
+    server = fakes.cloud.add_server(ServerSpec("no-instance-id", "cpx22", "ubuntu-24.04", "fsn1", labels, ""))
+
+    report = await reconciler.reconcile()
+
+    assert report.orphans_deleted == 1
+    assert server.id not in fakes.cloud.servers
+
+
+async def test_ghosts_are_each_counted_and_a_server_merely_missing_from_the_list_is_no_ghost(
+    reconciler: Reconciler, fakes: FakeAdaptersProvider
+) -> None:
+    ghosts = [plant_instance(fakes) for _ in range(2)]
+    for ghost in ghosts:
+        assert ghost.provider_server_id is not None
+        del fakes.cloud.servers[ghost.provider_server_id]
+    unlisted = plant_instance(fakes, with_server=False)
+    server = fakes.cloud.add_server(ServerSpec(unlisted.hostname, "cpx22", "ubuntu-24.04", "fsn1", {}, ""))
+    fakes.db.instances[unlisted.id] = unlisted.with_server(server)
+
+    report = await reconciler.reconcile()
+
+    assert report.ghosts_failed == 2
+    assert fakes.db.instances[unlisted.id].status is InstanceStatus.RUNNING
+
+
+DOWN = StorageUnavailable("queue down")
+
+
+async def _a_cleanup_that_cannot_be_queued(fakes: FakeAdaptersProvider, deleter: Deleter) -> object:
+    instance = plant_instance(fakes)
+    await deleter.delete(instance.id)
+    fakes.queue.pending.clear()
+    fakes.queue.fail_next(DOWN)
+    return instance.id
+
+
+async def _an_orphan_that_cannot_be_deleted(fakes: FakeAdaptersProvider, deleter: Deleter) -> object:
+    labels = {"managed-by": "smoke", "smoke-customer-id": str(SCOPE.customer_id)}
+    server = fakes.cloud.add_server(ServerSpec("orphan", "cpx22", "ubuntu-24.04", "fsn1", labels, ""))
+    fakes.cloud.fail_next("delete_server", DOWN)
+    return server.id
+
+
+async def _a_ghost_whose_server_cannot_be_read(fakes: FakeAdaptersProvider, deleter: Deleter) -> object:
+    ghost = plant_instance(fakes)
+    assert ghost.provider_server_id is not None
+    del fakes.cloud.servers[ghost.provider_server_id]
+    fakes.cloud.fail_next("get_server", DOWN)
+    return ghost.id
+
+
+@pytest.mark.parametrize(
+    ("what", "arrange"),
+    [
+        ("re-queue cleanup", _a_cleanup_that_cannot_be_queued),
+        ("delete orphan server", _an_orphan_that_cannot_be_deleted),
+        ("check the server of", _a_ghost_whose_server_cannot_be_read),
+    ],
+)
+async def test_each_failing_item_is_one_line_naming_what_and_which(
+    reconciler: Reconciler,
+    deleter: Deleter,
+    fakes: FakeAdaptersProvider,
+    caplog: pytest.LogCaptureFixture,
+    what: str,
+    arrange: Callable[[FakeAdaptersProvider, Deleter], Awaitable[object]],
+) -> None:
+    subject = await arrange(fakes, deleter)
+
+    report = await reconciler.reconcile()
+
+    assert report.errors == 1
+    assert f"reconcile could not {what} {subject}: queue down" in [r.getMessage() for r in caplog.records]
