@@ -33,7 +33,7 @@ __all__ = ("exception_handlers", "validation_error")
 
 logger = logging.getLogger("smoke.api")
 
-_FIELD = re.compile(r"Object (missing required|contains unknown) field `([^`]+)`")
+_FIELD = re.compile(r"Object (missing required|contains unknown) field `([^`]*)`")
 _MISSING_PARAMETER = re.compile(r"Missing required (\w+) parameter '([^']+)'")
 _PATH_TOKEN = re.compile(r"\[\d+\]|[^.\[\]]+")
 

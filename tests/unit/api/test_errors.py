@@ -22,6 +22,7 @@ def only_error(response: httpx.Response) -> dict[str, object]:
     [
         (provision_body(customer_id="x"), ["body", "customer_id"], "extra_forbidden"),
         (provision_body(tenant_id="x"), ["body", "tenant_id"], "extra_forbidden"),
+        ({**provision_body(), "": "x"}, ["body", ""], "extra_forbidden"),
         ({k: v for k, v in provision_body().items() if k != "tier_id"}, ["body", "tier_id"], "missing"),
         (provision_body(idempotency_key="k" * 256), ["body", "idempotency_key"], "string_too_long"),
         (provision_body(idempotency_key=""), ["body", "idempotency_key"], "string_too_short"),
