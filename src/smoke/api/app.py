@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components, OpenAPI, Schema, SecurityScheme
 from litestar.types import ASGIApp
 
 from smoke.api import schemas
+from smoke.api.bodies import JsonRequest
 from smoke.api.controllers.agent import AgentController
 from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
@@ -76,6 +77,7 @@ def create_app(container: AsyncContainer) -> Litestar:
         route_handlers=[SmokeController, AgentController, healthz, readyz, metrics],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
+        request_class=JsonRequest,
         request_max_body_size=BODY_LIMIT,
         openapi_config=OpenAPIConfig(
             title="smoke",

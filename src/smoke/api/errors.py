@@ -19,6 +19,7 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
+from smoke.api.bodies import UndecodableBody
 from smoke.domain.errors import (
     AgentUnavailable,
     IdempotencyKeyReused,
@@ -98,9 +99,11 @@ def _on_validation(request: Request[Any, Any, Any], error: ValidationException) 
 
 
 def _on_http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
-    if error.status_code == 400 and str(error.detail).startswith("JSON is malformed"):
-        return validation_error(["body"], str(error.detail), "json_invalid")
     return _detail(str(error.detail), error.status_code, error.headers)
+
+
+def _on_undecodable_body(_: Request[Any, Any, Any], error: UndecodableBody) -> Response[Any]:
+    return validation_error(["body"], f"Invalid JSON: {error}", "json_invalid")
 
 
 def _on_reused_key(_: Request[Any, Any, Any], error: IdempotencyKeyReused) -> Response[Any]:
@@ -136,6 +139,7 @@ def _on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Respons
 exception_handlers: ExceptionHandlersMap = {
     ValidationException: _on_validation,
     HTTPException: _on_http,
+    UndecodableBody: _on_undecodable_body,
     IdempotencyKeyReused: _on_reused_key,
     UnknownCatalogEntry: _on_unknown_catalog_entry,
     InstanceNotFound: _on_not_found,

@@ -46,11 +46,40 @@ async def test_a_bad_provision_body_is_a_422_at_its_field_and_stores_nothing(
     assert fakes.queue.enqueued == []
 
 
-@pytest.mark.parametrize("content", [b"{not json", b'{"idempotency_key": "k",}', b"\xff\xfe"])
-async def test_malformed_json_is_json_invalid_at_the_body(client: httpx.AsyncClient, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("content", "msg"),
+    [
+        (b"{not json", "Invalid JSON: object keys must be strings (byte 1)"),
+        (b'{"idempotency_key": "k",}', "Invalid JSON: trailing comma in object (byte 24)"),
+        (b"\xff\xfe", "Invalid JSON: invalid character (byte 0)"),
+        (b'{"idempotency_key": "k"', "Invalid JSON: input data was truncated"),
+        (b'{"idempotency_key": "\xed\xa0\x80"}', "Invalid JSON: invalid UTF-8 encoded string"),
+        (
+            b'{"idempotency_key": "\\ud800", "tier_id": "small"}',
+            "Invalid JSON: unexpected end of escaped utf-16 surrogate pair (byte 27)",
+        ),
+        (b'{"input_tokens": 1e999}', "Invalid JSON: number out of range"),
+        (b"[" * 60_000, "Invalid JSON: nested deeper than the decoder allows"),
+        (b'{"a": ' * 10_000, "Invalid JSON: nested deeper than the decoder allows"),
+    ],
+    ids=[
+        "malformed",
+        "trailing comma",
+        "not UTF-8",
+        "truncated",
+        "a UTF-8 surrogate",
+        "a lone \\ud800",
+        "1e999",
+        "[ x 60000",
+        "{ x 10000",
+    ],
+)
+async def test_a_body_that_is_not_decodable_json_is_json_invalid_at_the_body(
+    client: httpx.AsyncClient, content: bytes, msg: str
+) -> None:
     error = only_error(await client.post(f"{SMOKE}/provision", content=content))
 
-    assert (error["loc"], error["type"]) == (["body"], "json_invalid")
+    assert error == {"loc": ["body"], "msg": msg, "type": "json_invalid"}
 
 
 async def test_an_empty_body_is_missing(client: httpx.AsyncClient) -> None:
