@@ -4,8 +4,9 @@ The API runs under uvicorn on a real loopback port, on the public fakes (``FakeA
 cases take seconds; two instances are provisioned and running beforehand, so the success paths of Smoke Status,
 Smoke Chat, Smoke Llm Events, Smoke Delete and the agent's usage report are reached, not only their 404s.
 
-What the test tells schemathesis that the document cannot: the catalog ids a provision may name (the seeded catalog,
-SPEC §7; any other id is a documented 422 ``unknown_catalog_id``), and the agent token the usage endpoint takes.
+What the test tells schemathesis that the document cannot: the instances that exist, the agent token the usage
+endpoint takes, and that a CI client never sends one idempotency key with two bodies (a documented 422 as well, but
+not one a schema-valid request can avoid): the catalog ids, ``enum``s of the document, are derived from the key.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from schemathesis.core.failures import FailureGroup
 from smoke.api import create_app
 from smoke.api import schemas as api_schemas
 from smoke.bootstrap import make_container
-from smoke.domain.catalog import SEEDED_CATALOG
 from smoke.domain.models import ChatEvent
 from smoke.domain.services import Provisioner
 from smoke.settings import Settings
@@ -40,12 +40,6 @@ from tests.reliability.servers import ThreadedServer, serve_in_thread
 TOKEN = "schemathesis-ops-token"
 MAX_EXAMPLES = 40
 USAGE_PATH = "/internal/v1/agent/usage-events"
-CATALOG = {
-    "manifest_id": sorted(SEEDED_CATALOG.manifests),
-    "region_id": sorted(SEEDED_CATALOG.regions),
-    "tier_id": sorted(SEEDED_CATALOG.tiers),
-}
-LENGTHS = {"manifest_id": 100, "region_id": 80, "tier_id": 80}
 REPLY = [
     ChatEvent("delta", '{"text": "hello"}', "1"),
     ChatEvent("done", '{"usage": {"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1}}', "2"),
@@ -67,6 +61,8 @@ def served_document() -> dict[str, Any]:
 
 
 DOCUMENT = served_document()
+PROVISION = DOCUMENT["components"]["schemas"]["ProvisionCreate"]["properties"]
+CATALOG: dict[str, list[str]] = {name: PROVISION[name]["enum"] for name in ("manifest_id", "region_id", "tier_id")}
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
 
@@ -101,17 +97,15 @@ class Bearer:
 
 @schema.hook
 def map_case(context: schemathesis.HookContext, case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
-    """Catalog ids from the seeded catalog; half the valid instance ids are the running instances'.
+    """Catalog ids derived from the idempotency key; half the valid instance ids are the running instances'.
 
     Only values that are already valid for the document are replaced, by other valid ones, so a negative case stays
     negative and a positive one positive.
     """
     if isinstance(case.body, dict):
-        # Derived from the key, so a key is never sent with two bodies (that is a documented 422 as well).
         seed = zlib.crc32(str(case.body.get("idempotency_key")).encode())
         for name, ids in CATALOG.items():
-            value = case.body.get(name)
-            if isinstance(value, str) and 1 <= len(value) <= LENGTHS[name]:
+            if case.body.get(name) in ids:
                 case.body[name] = ids[seed % len(ids)]
     value = (case.path_parameters or {}).get("instance_id")
     if isinstance(value, str) and KNOWN:

@@ -9,6 +9,7 @@ from typing import cast
 
 import msgspec
 from dishka import AsyncContainer
+from dishka.exceptions import NoFactoryError
 from dishka.integrations.litestar import setup_dishka
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
@@ -22,10 +23,33 @@ from smoke.api.controllers.agent import AgentController
 from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
 from smoke.api.errors import exception_handlers
+from smoke.domain.catalog import SEEDED_CATALOG, CatalogSpec
 from smoke.observability import RequestContextMiddleware
 from smoke.settings import Settings
 
 __all__ = ("create_app",)
+
+
+async def _configured_catalog(container: AsyncContainer) -> CatalogSpec:
+    """The catalog the container provides, else the seeded one."""
+    try:
+        return await container.get(CatalogSpec)
+    except NoFactoryError:
+        return SEEDED_CATALOG
+
+
+def _catalog_enums(document: OpenAPI, catalog: CatalogSpec) -> None:
+    """The ids a provision may name, as ``enum``s of ``ProvisionCreate``: a request valid for the document is accepted.
+
+    Any other id is still answered with the documented 422 ``unknown_catalog_id`` (e.g. an entry retired since).
+    """
+    component = (document.components.schemas or {}).get("ProvisionCreate") if document.components else None
+    assert isinstance(component, Schema)
+    assert component.properties is not None
+    for name, ids in (("manifest_id", catalog.manifests), ("region_id", catalog.regions), ("tier_id", catalog.tiers)):
+        field = component.properties[name]
+        assert isinstance(field, Schema)
+        field.enum = sorted(ids)
 
 
 def _correct_the_document(schema: OpenAPI) -> None:
@@ -64,6 +88,7 @@ def create_app(container: AsyncContainer) -> Litestar:
         assert settings.ops_bearer_token is not None
         app.state.ops_token = settings.ops_bearer_token.encode()
         _correct_the_document(app.openapi_schema)
+        _catalog_enums(app.openapi_schema, await _configured_catalog(container))
         # The app's long-lived objects (~170k) would otherwise be walked by every full collection (~76 ms, the
         # p99 of the read path): start-up garbage is collected once and the survivors are frozen.
         gc.collect()
