@@ -149,3 +149,21 @@ async def test_an_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None
     response = await client.get("/nowhere")
 
     assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+
+
+@pytest.mark.parametrize("field", ["idempotency_key", "manifest_id", "region_id", "tier_id"])
+async def test_a_nul_in_any_field_is_a_422_at_that_field(client: httpx.AsyncClient, field: str) -> None:
+    error = only_error(await client.post(f"{SMOKE}/provision", json=provision_body(**{field: "a\x00b"})))
+
+    assert (error["loc"], error["type"]) == (["body", field], "string_pattern_mismatch")
+    assert "U+0000" in error["msg"]
+
+
+async def test_a_nul_in_the_poll_path_is_a_422_at_the_path(client: httpx.AsyncClient) -> None:
+    error = only_error(await client.get(f"{SMOKE}/instances/by-key/a%00b"))
+
+    assert error == {
+        "loc": ["path", "idempotency_key"],
+        "msg": "String should not contain '/' (a key is one path segment) or U+0000",
+        "type": "string_pattern_mismatch",
+    }
