@@ -66,16 +66,6 @@ CATALOG: dict[str, list[str]] = {name: PROVISION[name]["enum"] for name in ("man
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
 
-OPTIONS_ALLOW = (
-    "litestar-org/litestar#4169 (fixed in 3.0 only): OPTIONS on a path with GET and DELETE handlers answers the Allow "
-    "of the first handler registered (DELETE, OPTIONS), not GET (ST205). Fix in src/smoke/api/app.py, see the report."
-)
-KNOWN_NONCONFORMANCE = {
-    "GET /internal/v1/smoke/instances/{instance_id}": OPTIONS_ALLOW,
-}
-"""Operations that fail a check because of a bug in src/ (reported, fix pending): marked xfail(strict) by the
-conftest, so the run stays green until the fix lands and then fails until the entry is removed."""
-
 KNOWN: dict[str, str] = {}
 """The ids and the agent token of the instances provisioned before the run (``keeper`` and ``victim``)."""
 STATUSES: Counter[tuple[str, int]] = Counter()
@@ -182,13 +172,14 @@ def test_bodies_that_refuse_unknown_fields_say_so_in_the_document() -> None:
     assert lax == set()
 
 
-@pytest.mark.xfail(strict=True, reason=OPTIONS_ALLOW)
 def test_options_allows_every_documented_method_of_the_path(served: ThreadedServer) -> None:
+    """With the path's own credentials, as every other method of it (the agent's endpoint takes an agent token)."""
     wrong = {}
     for path, item in DOCUMENT["paths"].items():
         documented = {method.upper() for method in item if method in ("get", "post", "put", "patch", "delete")}
         url = served.url + path.replace("{instance_id}", KNOWN["keeper"]).replace("{idempotency_key}", "k")
-        answer = requests.options(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        token = KNOWN["agent_token"] if path == USAGE_PATH else TOKEN
+        answer = requests.options(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         allowed = {method.strip() for method in answer.headers.get("allow", "").split(",")}
         if allowed != documented | {"OPTIONS"}:
             wrong[path] = sorted(allowed)

@@ -23,6 +23,7 @@ from smoke.api.controllers.agent import AgentController
 from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
 from smoke.api.errors import exception_handlers
+from smoke.api.options import EveryMethodAllowed
 from smoke.domain.catalog import SEEDED_CATALOG, CatalogSpec
 from smoke.observability import RequestContextMiddleware
 from smoke.settings import Settings
@@ -120,6 +121,7 @@ def create_app(container: AsyncContainer) -> Litestar:
         logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )
     setup_dishka(container, app)
+    app.asgi_handler = cast("ASGIApp", EveryMethodAllowed(app.asgi_handler, app))
     # Outermost, so unmatched routes are counted and every log line of a request carries its id.
     app.asgi_handler = cast("ASGIApp", RequestContextMiddleware(app.asgi_handler))
     return app
