@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,9 @@ from smoke.settings import Settings
 from smoke.worker.tasks import JobContext, cleanup, provision, reconcile
 
 __all__ = ("make_worker", "running_worker")
+
+logger = logging.getLogger("smoke.worker")
+_FUNCTIONS = (provision, cleanup, reconcile)
 
 
 def make_worker(
@@ -33,6 +37,11 @@ def make_worker(
 
     async def start(ctx: JobContext) -> None:
         ctx["container"] = container
+        jobs = ", ".join(job.__name__ for job in _FUNCTIONS)
+        logger.info("worker started on queue %s (concurrency %d): %s", queue.name, concurrency, jobs)
+
+    async def stop(ctx: JobContext) -> None:
+        logger.info("worker stopped on queue %s", queue.name)
 
     async def before(ctx: JobContext) -> None:
         job = ctx["job"]
@@ -48,10 +57,11 @@ def make_worker(
 
     return Worker(
         queue,
-        functions=[provision, cleanup, reconcile],
+        functions=list(_FUNCTIONS),
         cron_jobs=[CronJob(reconcile, cron=reconcile_cron, timeout=300, retries=1)],
         concurrency=concurrency,
         startup=[start],
+        shutdown=[stop],
         before_process=[before],
         after_process=[after],
         timers={"sweep": sweep_seconds, "schedule": 1, "abort": 1, "worker_info": 10},
