@@ -92,6 +92,7 @@ HOSTILE_INTEGER_TEXT: Mapping[str, str] = {
     "Arabic-Indic digit": "\u0661",
     "2**64": str(2**64),
     "1 and 4000 zeros": "1" + "0" * 4000,
+    "1 and 5000 zeros (over int's 4300 digits)": "1" + "0" * 5000,
     "U+0000": "\x00",
     "literal %00": "%00",
 }
@@ -103,6 +104,7 @@ HOSTILE_NUMBERS: Mapping[str, str] = {
     "2**63": str(2**63),
     "2**64": str(2**64),
     "1 and 4000 zeros": "1" + "0" * 4000,
+    "1 and 5000 zeros (over int's 4300 digits)": "1" + "0" * 5000,
     "1e999": "1e999",
     "-1e999": "-1e999",
     "NaN": "NaN",
