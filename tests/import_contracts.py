@@ -14,14 +14,20 @@ from importlinter import Contract, ContractCheck, fields, output
 
 
 class StandardLibraryOnlyContract(Contract):
+    """``source_modules`` may import the standard library, their own modules and ``allowed_modules`` (and below)."""
+
     source_modules = fields.ListField(subfield=fields.ModuleField())
+    allowed_modules = fields.ListField(subfield=fields.ModuleField(), required=False)
 
     def check(self, graph: ImportGraph, verbose: bool) -> ContractCheck:
         violations = []
-        for source in self.source_modules:
+        allowed: set[str] = set()
+        for module in self.allowed_modules or []:  # type: ignore[attr-defined]
+            allowed |= {module.name} | graph.find_descendants(module.name)
+        for source in self.source_modules:  # type: ignore[attr-defined]
             own = {source.name} | graph.find_descendants(source.name)
             for importer in sorted(own):
-                for imported in sorted(graph.find_modules_directly_imported_by(importer) - own):
+                for imported in sorted(graph.find_modules_directly_imported_by(importer) - own - allowed):
                     if imported.partition(".")[0] not in sys.stdlib_module_names:
                         details = graph.get_import_details(importer=importer, imported=imported)
                         lines = ", ".join(str(detail["line_number"]) for detail in details)

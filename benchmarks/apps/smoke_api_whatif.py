@@ -44,7 +44,6 @@ import smoke.adapters.agent as agent_adapter
 import smoke.api.controllers.smoke as smoke_controller
 from smoke.adapters.agent import HttpAgentClient, HttpChatStream
 from smoke.adapters.postgres.reads import AsyncpgInstanceReader
-from smoke.adapters.sse import SseParser
 from smoke.api import create_app
 from smoke.api.sse import KEEP_ALIVE, encode_event, error_event
 from smoke.bootstrap import make_container
@@ -54,6 +53,7 @@ from smoke.domain.ports import Catalog, Clock, InstanceReader, JobQueue
 from smoke.domain.services import ChatRelay, ChatTurn, Provisioner
 from smoke.observability import configure_logging
 from smoke.settings import Settings
+from smoke.sse import SseParser
 
 WHATIF = {w.strip() for w in os.environ.get("WHATIF", "").split(",") if w.strip()}
 
@@ -135,7 +135,7 @@ class KeepAliveChatStream(HttpChatStream):
         try:
             async for chunk in self._chunks:
                 for event in parser.feed(chunk):
-                    yield event
+                    yield ChatEvent(event.event, event.data, event.id)
         except (httpx.HTTPError, ValueError) as error:
             raise AgentStreamBroken(f"agent stream broken: {type(error).__name__}") from None
 

@@ -31,6 +31,7 @@ from smoke.adapters.readiness import ConnectionReadinessProbe
 from smoke.adapters.tokens import HmacTokenIssuer
 from smoke.adapters.user_data import CloudInitUserData
 from smoke.domain.agent_config import USAGE_PATH, AgentUrls
+from smoke.domain.catalog import CatalogSpec
 from smoke.domain.models import CustomerScope
 from smoke.domain.ports import (
     AgentClient,
@@ -46,9 +47,13 @@ from smoke.domain.ports import (
     UserDataRenderer,
 )
 from smoke.domain.services import (
+    AccountCheck,
+    AgentFirewall,
     ChatRelay,
     Cleaner,
+    Dashboard,
     Deleter,
+    FirewallPolicy,
     InstanceLookup,
     Provisioner,
     ProvisionPolicy,
@@ -96,6 +101,11 @@ class CoreProvider(Provider):
     @provide(scope=Scope.APP)
     def provide_customer_scope(self, settings: Settings) -> CustomerScope:
         return settings.customer_scope()
+
+    @provide(scope=Scope.APP)
+    def provide_catalog_spec(self, settings: Settings) -> CatalogSpec:
+        """The configured catalog (``SMOKE_CATALOG``), as the OpenAPI document's enums and ``smoke catalog check``."""
+        return settings.catalog
 
     @provide(scope=Scope.APP)
     def provide_clock(self) -> Clock:
@@ -182,8 +192,8 @@ class CloudProviders(Provider):
             yield HttpAgentClient(client)
 
     @provide
-    def provide_user_data(self) -> UserDataRenderer:
-        return CloudInitUserData()
+    def provide_user_data(self, settings: Settings) -> UserDataRenderer:
+        return CloudInitUserData(settings.llm_api_keys)
 
 
 class PolicyProvider(Provider):
@@ -205,7 +215,13 @@ class PolicyProvider(Provider):
             timeout_seconds=settings.provision_timeout_seconds,
             usage_url=settings.public_url + USAGE_PATH,
             poll_seconds=settings.provision_poll_seconds,
+            ssh_keys=settings.hetzner_ssh_keys,
         )
+
+    @provide
+    def provide_firewall_policy(self, settings: Settings) -> FirewallPolicy:
+        ports = tuple(manifest.agent_port for manifest in settings.catalog.manifests.values())
+        return FirewallPolicy(settings.agent_allowed_cidrs, ports)
 
     @provide
     def provide_reconcile_policy(self, settings: Settings) -> ReconcilePolicy:
@@ -223,6 +239,9 @@ class ServiceProvider(Provider):
     cleaner = provide(Cleaner)
     reconciler = provide(Reconciler)
     lookup = provide(InstanceLookup)
+    dashboard = provide(Dashboard)
     usage_reader = provide(UsageReader)
     usage_recorder = provide(UsageRecorder)
     chat_relay = provide(ChatRelay)
+    account_check = provide(AccountCheck)
+    firewall = provide(AgentFirewall)

@@ -1,11 +1,15 @@
-"""A typed async client of the smoke API (SPEC §2), for ``smoke check`` and for CI scripts.
+"""A typed async client of the smoke API, for ``smoke check`` and for CI scripts.
 
-One method per endpoint; responses decode into msgspec Structs; the API's error responses raise typed exceptions
-(``SmokeApiError`` and its subclasses), network problems ``SmokeConnectionError``. The chat turn is an async iterator
-of ``ChatEvent``. This module loads httpx and msgspec only: no framework, no database driver::
+One method per endpoint; responses decode into msgspec Structs named for the answer they hold (``*Response``); the
+API's error responses raise typed exceptions (``SmokeApiError`` and its subclasses), network problems
+``SmokeConnectionError`` (``CannotConnect`` when the request never left, ``AnswerLost`` when it may have arrived).
+The chat turn is an async iterator of ``SseEvent``. This module loads httpx and msgspec only: no framework, no
+database driver, nothing of the server's code (import-linter keeps it so)::
 
     async with SmokeClient("http://127.0.0.1:8000", token) as smoke:
-        receipt = await smoke.provision("ci-run-1", "agent-default", "fsn1", "small")
+        accepted = await smoke.provision("ci-run-1", "agent-default", "fsn1", "small")
+        async for instance in smoke.all_instances(status="running"):
+            print(instance.hostname)
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import AsyncIterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -21,25 +26,32 @@ from uuid import UUID
 import httpx
 import msgspec
 
-from smoke.adapters.sse import SseParser
+from smoke.sse import SseEvent, SseParser
 
 __all__ = (
-    "AgentUnavailable",
-    "ChatEvent",
+    "PROVISION_CHOICE_FIELDS",
+    "AnswerLost",
+    "BadGateway",
+    "CannotConnect",
     "ChatFailed",
     "Conflict",
-    "Deletion",
-    "InstanceNotFound",
-    "InstanceStatus",
-    "LlmEvents",
+    "DeleteResponse",
+    "EventResponse",
+    "EventsResponse",
+    "InstanceSummaryResponse",
+    "InstancesResponse",
+    "LlmEventsResponse",
+    "NoSuchInstance",
     "NotAuthenticated",
-    "PollResult",
-    "ProvisionReceipt",
+    "PollResponse",
+    "ProvisionResponse",
     "ServiceUnavailable",
     "SmokeApiError",
     "SmokeClient",
     "SmokeClientError",
     "SmokeConnectionError",
+    "SseEvent",
+    "StatusResponse",
     "UnexpectedResponse",
     "ValidationFailed",
     "ValidationItem",
@@ -47,46 +59,94 @@ __all__ = (
 )
 
 SMOKE: Final = "/internal/v1/smoke"
+OPENAPI: Final = "/schema/openapi.json"
+PROVISION_CHOICE_FIELDS: Final = ("manifest_id", "region_id", "tier_id")
+"""The fields of Smoke Provision whose valid values are the configured catalog's ids."""
 
 T = TypeVar("T")
 
 
-class ProvisionReceipt(msgspec.Struct, frozen=True):
+class ProvisionResponse(msgspec.Struct, frozen=True):
+    """Smoke Provision: the request is accepted (or was, for a replay of its key)."""
+
     idempotency_key: str
     instance_id: UUID
     task_id: str
 
 
-class PollResult(msgspec.Struct, frozen=True):
+class PollResponse(msgspec.Struct, frozen=True):
+    """Smoke Poll: ``found`` once the worker has inserted the instance row of the key."""
+
     found: bool
     instance_id: UUID | None = None
     status: str | None = None
 
 
-class InstanceStatus(msgspec.Struct, frozen=True):
+class StatusResponse(msgspec.Struct, frozen=True):
+    """Smoke Status."""
+
     hostname: str
     id: UUID
     status: str
 
 
-class Deletion(msgspec.Struct, frozen=True):
+class DeleteResponse(msgspec.Struct, frozen=True):
+    """Smoke Delete: ``deleting`` until the cleanup job confirmed the server gone, then ``deleted``."""
+
     instance_id: UUID
     status: str
 
 
-class LlmEvents(msgspec.Struct, frozen=True):
+class LlmEventsResponse(msgspec.Struct, frozen=True):
+    """Smoke Llm Events: the LLM calls the instance's agent reported within the window."""
+
     count: int
     instance_id: UUID
     providers: list[str]
     window_seconds: int
 
 
-class ChatEvent(msgspec.Struct, frozen=True):
-    """One Server-Sent Event of a chat turn: ``delta`` (``{"text"}``), ``done`` (``{"usage"}``) or another name."""
+class EventResponse(msgspec.Struct, frozen=True):
+    """One change of an instance's status, or a note while it stays (``retrying: ...``), with its reason."""
 
-    event: str
-    data: str
-    id: str | None = None
+    at: datetime
+    status: str
+    reason: str | None = None
+
+
+class EventsResponse(msgspec.Struct, frozen=True):
+    """Smoke Events: the instance's history, oldest first."""
+
+    instance_id: UUID
+    events: list[EventResponse]
+
+    @property
+    def last_reason(self) -> str | None:
+        """The reason of the latest event: why it failed, or what it is retrying now; None when all went well."""
+        return self.events[-1].reason if self.events else None
+
+
+class InstanceSummaryResponse(msgspec.Struct, frozen=True):
+    """One instance of Smoke Instances."""
+
+    id: UUID
+    hostname: str
+    status: str
+    manifest_id: str
+    region_id: str
+    tier_id: str
+    created_at: datetime
+    running_at: datetime | None = None
+    deleted_at: datetime | None = None
+    provision_seconds: float | None = None
+    reason: str | None = None
+
+
+class InstancesResponse(msgspec.Struct, frozen=True):
+    """One page of Smoke Instances, newest first; ``next_before`` asks for the next page (None on the last)."""
+
+    instances: list[InstanceSummaryResponse]
+    next_before: str | None = None
 
 
 class ValidationItem(msgspec.Struct, frozen=True):
@@ -109,6 +169,14 @@ class SmokeConnectionError(SmokeClientError):
     """The API could not be reached or the connection broke (refused, unknown host, timeout, reset)."""
 
 
+class CannotConnect(SmokeConnectionError):
+    """No connection could be made (refused, unknown host, connect timeout): the request never reached the API."""
+
+
+class AnswerLost(SmokeConnectionError):
+    """The request was sent, and its answer never came (read timeout, connection dropped): it may have been acted on."""
+
+
 class SmokeApiError(SmokeClientError):
     """The API answered an error status; ``detail`` is its ``detail`` field (or the body's text)."""
 
@@ -124,7 +192,7 @@ class NotAuthenticated(SmokeApiError):
     """401: the bearer token is missing or wrong."""
 
 
-class InstanceNotFound(SmokeApiError):
+class NoSuchInstance(SmokeApiError):
     """404 ``Instance not found``: unknown id, or not the smoke customer's. Other 404s raise ``SmokeApiError``."""
 
 
@@ -141,7 +209,7 @@ class ValidationFailed(SmokeApiError):
         super().__init__(status, text, method=method, path=path)
 
 
-class AgentUnavailable(SmokeApiError):
+class BadGateway(SmokeApiError):
     """502: the agent VPS could not be reached or refused, before anything was streamed."""
 
 
@@ -164,7 +232,7 @@ class ChatFailed(SmokeClientError):
 _ERRORS: Final[dict[int, type[SmokeApiError]]] = {
     401: NotAuthenticated,
     409: Conflict,
-    502: AgentUnavailable,
+    502: BadGateway,
     503: ServiceUnavailable,
 }
 
@@ -201,7 +269,9 @@ class SmokeClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def provision(self, idempotency_key: str, manifest_id: str, region_id: str, tier_id: str) -> ProvisionReceipt:
+    async def provision(
+        self, idempotency_key: str, manifest_id: str, region_id: str, tier_id: str
+    ) -> ProvisionResponse:
         """``POST /provision``: accept (or replay) the provision of ``idempotency_key``.
 
         Raises:
@@ -209,24 +279,66 @@ class SmokeClient:
             Conflict: the live-instance cap is reached.
         """
         body = {"idempotency_key": idempotency_key, "manifest_id": manifest_id, "region_id": region_id}
-        return await self._call("POST", f"{SMOKE}/provision", ProvisionReceipt, json=body | {"tier_id": tier_id})
+        return await self._call("POST", f"{SMOKE}/provision", ProvisionResponse, json=body | {"tier_id": tier_id})
 
-    async def poll(self, idempotency_key: str) -> PollResult:
+    async def poll(self, idempotency_key: str) -> PollResponse:
         """``GET /instances/by-key/{key}``: ``found`` once the worker has inserted the instance row."""
-        return await self._call("GET", f"{SMOKE}/instances/by-key/{quote(idempotency_key, safe='')}", PollResult)
+        return await self._call("GET", f"{SMOKE}/instances/by-key/{quote(idempotency_key, safe='')}", PollResponse)
 
-    async def status(self, instance_id: UUID | str) -> InstanceStatus:
+    async def status(self, instance_id: UUID | str) -> StatusResponse:
         """``GET /instances/{id}``; soft-deleted instances answer too (``deleting``, ``deleted``)."""
-        return await self._call("GET", f"{SMOKE}/instances/{instance_id}", InstanceStatus)
+        return await self._call("GET", f"{SMOKE}/instances/{instance_id}", StatusResponse)
 
-    async def delete(self, instance_id: UUID | str) -> Deletion:
+    async def delete(self, instance_id: UUID | str) -> DeleteResponse:
         """``DELETE /instances/{id}``: soft-delete and queue the server's cleanup; repeating it is harmless."""
-        return await self._call("DELETE", f"{SMOKE}/instances/{instance_id}", Deletion)
+        return await self._call("DELETE", f"{SMOKE}/instances/{instance_id}", DeleteResponse)
 
-    async def llm_events(self, instance_id: UUID | str, window_seconds: int = 900) -> LlmEvents:
+    async def llm_events(self, instance_id: UUID | str, window_seconds: int = 900) -> LlmEventsResponse:
         """``GET /instances/{id}/llm-events``: the LLM usage events of the last ``window_seconds``."""
         path = f"{SMOKE}/instances/{instance_id}/llm-events"
-        return await self._call("GET", path, LlmEvents, params={"window_seconds": window_seconds})
+        return await self._call("GET", path, LlmEventsResponse, params={"window_seconds": window_seconds})
+
+    async def events(self, instance_id: UUID | str) -> EventsResponse:
+        """``GET /instances/{id}/events``: the instance's status history with reasons, oldest first."""
+        return await self._call("GET", f"{SMOKE}/instances/{instance_id}/events", EventsResponse)
+
+    async def instances(
+        self, *, status: str | None = None, limit: int = 50, before: str | None = None
+    ) -> InstancesResponse:
+        """``GET /instances``: one page of the smoke customer's instances, newest first.
+
+        Args:
+            status: only instances in this status (``running``, ``failed``, ...).
+            limit: instances per page, 1..200.
+            before: the ``next_before`` of the previous page; None for the first page.
+        """
+        params: dict[str, str | int] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        if before is not None:
+            params["before"] = before
+        return await self._call("GET", f"{SMOKE}/instances", InstancesResponse, params=params)
+
+    async def all_instances(
+        self, *, status: str | None = None, page_size: int = 50
+    ) -> AsyncIterator[InstanceSummaryResponse]:
+        """Every instance of ``GET /instances``, newest first, fetching page after page as the iteration goes."""
+        before: str | None = None
+        while True:
+            page = await self.instances(status=status, limit=page_size, before=before)
+            for instance in page.instances:
+                yield instance
+            if page.next_before is None:
+                return
+            before = page.next_before
+
+    async def provision_choices(self) -> dict[str, list[str]]:
+        """The values Smoke Provision accepts for each of ``PROVISION_CHOICE_FIELDS``, from the API's OpenAPI document.
+
+        A field whose schema lists no ``enum`` is left out, so an API that does not publish its catalog answers ``{}``.
+        """
+        document = await self._call("GET", OPENAPI, dict[str, Any])
+        return _provision_choices(document)
 
     async def healthz(self) -> None:
         """``GET /healthz``: return when the process answers alive; raise otherwise."""
@@ -237,12 +349,12 @@ class SmokeClient:
         if not response.is_success:
             raise _api_error(response, "GET", "/healthz")
 
-    async def chat(self, instance_id: UUID | str, message: str) -> AsyncIterator[ChatEvent]:
+    async def chat(self, instance_id: UUID | str, message: str) -> AsyncIterator[SseEvent]:
         """``POST /instances/{id}/chat``: the agent's events as they arrive, ``done`` included, then the end.
 
         Raises:
             Conflict: the instance is not running.
-            AgentUnavailable: the agent could not be reached, before anything was streamed.
+            BadGateway: the agent could not be reached, before anything was streamed.
             ChatFailed: the stream ended with ``event: error`` (not yielded) or without ``done``.
             SmokeConnectionError: the API could not be reached, or the connection broke mid-stream.
         """
@@ -257,7 +369,7 @@ class SmokeClient:
                     for event in parser.feed(chunk):
                         if event.event == "error":
                             raise ChatFailed(_error_detail(event.data))
-                        yield ChatEvent(event.event, event.data, event.id)
+                        yield event
                         if event.event == "done":
                             return
         except httpx.TransportError as error:
@@ -278,13 +390,17 @@ class SmokeClient:
             raise UnexpectedResponse(response.status_code, detail, method=method, path=path) from None
 
 
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 def _connection_error(base_url: str, path: str, error: httpx.TransportError) -> SmokeConnectionError:
-    """One readable line for httpx's transport errors."""
+    """One readable line for httpx's transport errors, typed by whether the request may have reached the API."""
+    kind = CannotConnect if isinstance(error, _NOT_SENT) else AnswerLost
     if isinstance(error, httpx.TimeoutException):
-        return SmokeConnectionError(f"no answer from {base_url} in time ({type(error).__name__} on {path})")
+        return kind(f"no answer from {base_url} in time ({type(error).__name__} on {path})")
     if isinstance(error, httpx.ConnectError):
-        return SmokeConnectionError(f"cannot reach {base_url}: {_reason(error)}")
-    return SmokeConnectionError(f"the connection to {base_url} broke ({path}): {_reason(error)}")
+        return kind(f"cannot reach {base_url}: {_reason(error)}")
+    return kind(f"the connection to {base_url} broke ({path}): {_reason(error)}")
 
 
 def _reason(error: BaseException) -> str:
@@ -333,10 +449,29 @@ def _api_error(response: httpx.Response, method: str, path: str) -> SmokeApiErro
     if not isinstance(detail, str):
         detail = response.text.strip()[:200] or response.reason_phrase
     if status == 404:
-        kind: type[SmokeApiError] = InstanceNotFound if detail == "Instance not found" else SmokeApiError
+        kind: type[SmokeApiError] = NoSuchInstance if detail == "Instance not found" else SmokeApiError
     else:
         kind = _ERRORS.get(status, SmokeApiError)
     return kind(status, detail, method=method, path=path)
+
+
+def _provision_choices(document: dict[str, Any]) -> dict[str, list[str]]:
+    """The ``enum`` of each catalog field in the body schema of Smoke Provision."""
+    try:
+        operation = document["paths"][f"{SMOKE}/provision"]["post"]
+        body = _resolved(document, operation["requestBody"]["content"]["application/json"]["schema"])
+        fields = {name: _resolved(document, body["properties"].get(name, {})) for name in PROVISION_CHOICE_FIELDS}
+        return {name: sorted(map(str, schema["enum"])) for name, schema in fields.items() if "enum" in schema}
+    except (KeyError, TypeError, AttributeError):  # a document of another shape: no choices to tell
+        return {}
+
+
+def _resolved(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema``, or the component its ``$ref`` names."""
+    if isinstance(ref := schema.get("$ref"), str):
+        resolved: dict[str, Any] = document["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+        return resolved
+    return schema
 
 
 def _error_detail(data: str) -> str:

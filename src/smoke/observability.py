@@ -6,8 +6,7 @@ request id (API) and the job and instance ids (worker) are bound as context vari
 A log line cannot be forged by what a client sent (a path, a key, a header value): the JSON renderer escapes every
 control character itself, and for the console every character that could end a line, move the cursor or colour the
 terminal is written as an escape (``\n``, ``\x1b``, ``\u2028``); a traceback's lines are indented, so none of them
-can pass for a record of its own. An expected failure is one line: saq's traceback for a job that raised a
-``SmokeError`` becomes one line naming the job and the error, and saq's line per job state change is debug output.
+can pass for a record of its own. saq's line per job state change is debug output.
 """
 
 from __future__ import annotations
@@ -21,10 +20,7 @@ from typing import Any, Final
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from saq import Job
 from structlog.types import EventDict, Processor
-
-from smoke.domain.errors import CloudError, SmokeError
 
 __all__ = (
     "CHAT_STREAMS",
@@ -145,11 +141,11 @@ def configure_logging(level: str, log_format: str, *, secrets: Iterable[str] = (
 
 
 class _SaqLog(logging.Filter):
-    """saq's log as an operator reads it: a job's expected failure in one line; job state changes at DEBUG.
+    """saq's own noise out of the way: its line per job state change is DEBUG output.
 
-    saq logs a whole traceback for every exception a job raises (``Error processing job ...``), a line per job state
-    change (processing, finished, retrying, enqueuing, cron scheduling) and ``Worker starting: <saq.queue... object at
-    0x...>``; the worker logs its own start and stop lines, naming the queue.
+    saq logs a line per job state change (processing, finished, retrying, enqueuing, cron scheduling) and ``Worker
+    starting: <saq.queue... object at 0x...>``; the worker logs its own start and stop lines, naming the queue, and
+    each job failure in one line (``smoke.worker.log``).
     """
 
     STATE_CHANGES: Final = frozenset(
@@ -168,33 +164,13 @@ class _SaqLog(logging.Filter):
     """saq warns at every stop that its idle loops were cancelled: expected with no grace period, so not shown."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == "Error processing job %s":
-            _condense_job_failure(record)
-        elif record.msg in self.STATE_CHANGES:
+        if record.msg in self.STATE_CHANGES:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return not str(record.msg).startswith(self.EXPECTED_AT_STOP)
 
 
 _SAQ_LOG: Final = _SaqLog()
-
-
-def _condense_job_failure(record: logging.LogRecord) -> None:
-    """A job that raised a ``SmokeError`` (an expected failure): which job, which attempt, whether it is retried, why.
-
-    Anything else keeps its traceback: it is a bug to look at.
-    """
-    job = record.args[0] if isinstance(record.args, tuple) and record.args else None
-    error = record.exc_info[1] if record.exc_info else None
-    if not isinstance(job, Job) or not isinstance(error, SmokeError):
-        return
-    why = error.reason if isinstance(error, CloudError) else f"{type(error).__name__}: {error}"
-    then = "retried" if job.retryable else "not retried"
-    record.msg = "job %s failed (attempt %d of %d, %s): %s"
-    record.args = (job.key, job.attempts, job.retries, then, why)
-    record.exc_info, record.exc_text = None, None
-    if job.retryable:
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
 
 
 class RequestContextMiddleware:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import string
 from collections.abc import Callable, Mapping
@@ -13,6 +14,8 @@ from uuid import UUID
 
 from dotenv import dotenv_values
 
+from smoke.catalog_file import CatalogFileError, load_catalog
+from smoke.domain.catalog import SEEDED_CATALOG, CatalogSpec
 from smoke.domain.models import CustomerScope
 
 __all__ = ("Settings", "SettingsError")
@@ -26,11 +29,11 @@ AGENT_URL_FIELDS: Final = frozenset({"ipv4", "hostname", "instance_id", "provide
 
 
 class SettingsError(Exception):
-    """A setting is missing or malformed; the message names the variable."""
+    """A setting is missing or malformed; the message names the variable (one line per problem)."""
 
     def __init__(self, variable: str, problem: str) -> None:
         self.variable = variable
-        super().__init__(f"{variable}: {problem}")
+        super().__init__("\n".join(f"{variable}: {line}" for line in problem.splitlines()))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +79,14 @@ class Settings:
     """``CHAT_TURN_TIMEOUT_SECONDS``: a chat turn still streaming after this ends with an ``error`` event."""
     sse_keepalive_seconds: float = 15.0
     """``SSE_KEEPALIVE_SECONDS``: a ``: keep-alive`` comment is sent after this much upstream silence."""
+    catalog: CatalogSpec = SEEDED_CATALOG
+    """``SMOKE_CATALOG``: a TOML file of manifests, regions and tiers (see ``catalog.example.toml``); else built in."""
+    llm_api_keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The values of the variables the catalog's ``llm`` backends name in ``api_key_setting``."""
+    hetzner_ssh_keys: tuple[str, ...] = ()
+    """``HETZNER_SSH_KEYS``: names or ids of the project's SSH keys, comma-separated, installed on every server."""
+    agent_allowed_cidrs: tuple[str, ...] = ()
+    """``AGENT_ALLOWED_CIDRS``: the only ranges a smoke firewall lets reach the agent port; unset, no firewall."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """``LOG_LEVEL``."""
     log_format: Literal["json", "console"] = "console"
@@ -91,6 +102,7 @@ class Settings:
         values = {k: v for k, v in (dotenv_values(dotenv) if dotenv and dotenv.is_file() else {}).items() if v}
         values |= {k: v for k, v in (os.environ if environ is None else environ).items() if v != ""}
         read, defaults = _Reader(values), cls()
+        catalog = read.value("SMOKE_CATALOG", lambda raw: _catalog(raw, values), SEEDED_CATALOG)
         return cls(
             ops_bearer_token=read.optional("OPS_BEARER_TOKEN", _token),
             database_url=read.optional("DATABASE_URL", _postgres_url),
@@ -117,15 +129,22 @@ class Settings:
                 "CHAT_TURN_TIMEOUT_SECONDS", _positive_int, defaults.chat_turn_timeout_seconds
             ),
             sse_keepalive_seconds=read.value("SSE_KEEPALIVE_SECONDS", _positive_float, defaults.sse_keepalive_seconds),
+            catalog=catalog,
+            llm_api_keys={
+                m.llm.api_key_setting: values[m.llm.api_key_setting] for m in catalog.manifests.values() if m.llm
+            },
+            hetzner_ssh_keys=read.value("HETZNER_SSH_KEYS", _names, ()),
+            agent_allowed_cidrs=read.value("AGENT_ALLOWED_CIDRS", _cidrs, ()),
             log_level=read.value("LOG_LEVEL", _log_level, "INFO"),
             log_format=read.value("LOG_FORMAT", _log_format, "console"),
         )
 
     def require(self, *variables: str) -> None:
-        """Raise ``SettingsError`` naming the first of ``variables`` that is unset."""
-        for variable in variables:
-            if getattr(self, _FIELD_OF[variable]) is None:
-                raise SettingsError(variable, "required by this command but not set")
+        """Raise ``SettingsError`` naming every one of ``variables`` that is unset, and how to make a secret."""
+        missing = [variable for variable in variables if getattr(self, _FIELD_OF[variable]) is None]
+        if missing:
+            hint = f" (make a secret with: {_RANDOM_STRING_RECIPE})" if _SECRETS.intersection(missing) else ""
+            raise SettingsError(", ".join(missing), f"required by this command but not set{hint}")
 
     def customer_scope(self) -> CustomerScope:
         return CustomerScope(self.customer_id, self.tenant_id, self.subscription_id)
@@ -133,6 +152,10 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+
+_RANDOM_STRING_RECIPE: Final = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_SECRETS: Final = frozenset({"OPS_BEARER_TOKEN", "AGENT_TOKEN_SECRET"})
+"""The settings that are random strings of the operator's own making (unlike the Hetzner token or a URL)."""
 
 _FIELD_OF: Final = {
     "OPS_BEARER_TOKEN": "ops_bearer_token",
@@ -213,6 +236,28 @@ def _positive_float(raw: str) -> float:
     if not value > 0:
         raise ValueError(f"must be a positive number, got '{raw}'")
     return value
+
+
+def _catalog(raw: str, environ: Mapping[str, str]) -> CatalogSpec:
+    try:
+        return load_catalog(Path(raw), environ)
+    except CatalogFileError as error:
+        raise ValueError(str(error)) from None
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(","))
+    if not all(names):
+        raise ValueError("must be comma-separated names or ids, none of them empty")
+    return names
+
+
+def _cidrs(raw: str) -> tuple[str, ...]:
+    """Networks in CIDR notation, normalised (``10.0.0.1/8`` is refused: its host bits are set)."""
+    try:
+        return tuple(str(ipaddress.ip_network(cidr.strip())) for cidr in raw.split(","))
+    except ValueError as error:
+        raise ValueError(f"must be comma-separated networks like 203.0.113.0/24 or 2001:db8::/32 ({error})") from None
 
 
 def _log_level(raw: str) -> Literal["DEBUG", "INFO", "WARNING", "ERROR"]:

@@ -26,9 +26,8 @@ import httpx
 import yaml
 
 from smoke.adapters.cloud_init import AGENT_PATH, cloud_config
-from smoke.adapters.sse import SseParser
-from smoke.domain.models import ChatEvent
 from smoke.serving import free_port
+from smoke.sse import SseEvent, SseParser
 
 AGENT_TOKEN = "agent-token-0123456789"
 API_KEY = "sk-test-key-9876543210"
@@ -138,7 +137,7 @@ def chat(agent: RunningAgent, message: str, token: str = AGENT_TOKEN, timeout: f
                 yield _received(event)
 
 
-def _received(event: ChatEvent) -> ReceivedEvent:
+def _received(event: SseEvent) -> ReceivedEvent:
     return ReceivedEvent(event.event, json.loads(event.data), event.id, time.monotonic())
 
 

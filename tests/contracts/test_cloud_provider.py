@@ -4,6 +4,7 @@ real loopback HTTP to the simulated Hetzner Cloud; then the Hetzner adapter unde
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
 from smoke.domain.errors import CloudError, CloudServerNameTaken, CloudTransientError
-from smoke.domain.models import CloudServer, ServerSpec
+from smoke.domain.models import CloudServer, FirewallRule, ServerSpec
 from smoke.domain.ports import CloudProvider
 from smoke.serving import serve_asgi
 from smoke.simulators import create_cloud_simulator
@@ -223,6 +224,49 @@ async def test_a_new_server_reaches_running_when_polled(cloud: CloudProvider) ->
     assert server.is_running
 
 
+async def test_the_catalog_answers_server_types_locations_and_images_by_architecture(cloud: CloudProvider) -> None:
+    offer = await cloud.server_type("cpx22")
+
+    assert offer is not None
+    assert (offer.name, offer.architecture) == ("cpx22", "x86")
+    assert "fsn1" in offer.orderable_in
+    assert await cloud.server_type("cpx99999") is None
+    assert await cloud.location_exists("fsn1")
+    assert not await cloud.location_exists("atlantis")
+    assert await cloud.image_exists("ubuntu-24.04", "x86")
+    assert await cloud.image_exists("ubuntu-24.04", "arm")
+    assert not await cloud.image_exists("windows-95", "x86")
+
+
+async def test_a_firewall_is_created_found_by_labels_and_its_rules_replaced(cloud: CloudProvider) -> None:
+    labels = {"managed-by": "smoke", "smoke-customer-id": "c1"}
+    rules = (FirewallRule(8080, ("203.0.113.0/24",)),)
+
+    created = await cloud.create_firewall("smoke-agents-contract", labels, rules)
+    await cloud.set_firewall_rules(created.id, (FirewallRule(9090, ("198.51.100.0/24", "2001:db8::/32")),))
+
+    [found] = await cloud.find_firewalls(labels)
+    assert (found.id, found.name, found.labels) == (created.id, "smoke-agents-contract", labels)
+    assert found.rules == (FirewallRule(9090, ("198.51.100.0/24", "2001:db8::/32")),)
+    assert await cloud.find_firewalls({"managed-by": "someone-else"}) == []
+    with pytest.raises(CloudServerNameTaken):
+        await cloud.create_firewall("smoke-agents-contract", labels, rules)
+
+
+async def test_a_server_created_with_a_firewall_and_unknown_references_are_refused(cloud: CloudProvider) -> None:
+    firewall = await cloud.create_firewall("smoke-agents-create", {"managed-by": "smoke"}, ())
+
+    server = await cloud.create_server(dataclasses.replace(a_spec(), firewall_ids=(firewall.id,)))
+
+    assert server.id
+    with pytest.raises(CloudError) as unknown_firewall:
+        await cloud.create_server(dataclasses.replace(a_spec(), firewall_ids=(firewall.id + 1000,)))
+    with pytest.raises(CloudError) as unknown_key:
+        await cloud.create_server(dataclasses.replace(a_spec(), ssh_keys=("nobodys-key",)))
+    assert unknown_firewall.value.code == unknown_key.value.code == "invalid_input"
+    assert not await cloud.ssh_key_exists("nobodys-key")
+
+
 # --- Hetzner over the simulator, with faults -------------------------------------------------------------------
 
 
@@ -293,3 +337,20 @@ async def test_a_wrong_token_is_refused_without_retrying(sim: httpx.AsyncClient)
 
     assert raised.value.code == "unauthorized"
     assert (await sim.get("/_sim/state")).json()["requests"] == {"GET /v1/servers/{id}": 1}
+
+
+async def test_an_ssh_key_of_the_project_is_found_by_name_and_id_and_given_to_a_server(
+    sim: httpx.AsyncClient, hetzner: HetznerCloudProvider
+) -> None:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl smoke@ci"
+    created = await sim.post(
+        "/v1/ssh_keys", json={"name": "ci", "public_key": key}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    key_id = created.json()["ssh_key"]["id"]
+
+    assert await hetzner.ssh_key_exists("ci")
+    assert await hetzner.ssh_key_exists(str(key_id))
+    assert not await hetzner.ssh_key_exists(str(key_id + 1))
+    server = await hetzner.create_server(dataclasses.replace(a_spec(), ssh_keys=("ci",)))
+    [recorded] = [s for s in await sim_servers(sim) if s["id"] == server.id]
+    assert recorded["name"] == server.name

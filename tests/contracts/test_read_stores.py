@@ -78,7 +78,9 @@ async def test_instance_is_the_whole_row_of_ours_only(stores: Stores) -> None:
 async def test_events_start_at_acceptance_and_follow_every_change_with_its_reason(stores: Stores) -> None:
     instance = await stores.inserted()
     async with stores.database.begin() as uow:
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.note(instance, "retrying: rate limited")
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.FAILED, "Hetzner: placement_error: no room"))
         await uow.commit()
 
@@ -123,7 +125,9 @@ async def test_the_page_lists_ours_newest_first_and_resumes_after_the_cursor(sto
 async def test_the_page_filters_by_status_and_carries_the_timeline(stores: Stores) -> None:
     running, failed = await stores.inserted(), await stores.inserted()
     async with stores.database.begin() as uow:
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running.with_status(InstanceStatus.RUNNING))
+        await uow.instances.get(failed.id, lock=True)
         await uow.instances.save(failed.with_status(InstanceStatus.FAILED, "boom"))
         await uow.commit()
 
@@ -138,6 +142,54 @@ async def test_the_page_filters_by_status_and_carries_the_timeline(stores: Store
     )
     assert ran.running_at is not None
     assert ran.provision_seconds is not None
+
+
+async def test_recent_lists_ours_accepted_since_newest_first_up_to_the_limit(stores: Stores) -> None:
+    await stores.inserted(at=T0 - minutes(1))
+    ours = [await stores.inserted(at=T0 + minutes(n)) for n in range(3)]
+    queued = await stores.accepted(at=T0 + minutes(3))
+    await stores.inserted(OTHER, at=T0 + minutes(10))
+
+    recent = await stores.reader.recent(since=T0, limit=3)
+
+    assert [s.id for s in recent] == [queued.instance_id, ours[2].id, ours[1].id]
+    assert [s.id for s in await stores.reader.recent(since=T0, limit=50)][-1] == ours[0].id
+
+
+async def test_recent_carries_the_provision_time_and_the_reason(stores: Stores) -> None:
+    running, failed = await stores.inserted(), await stores.inserted()
+    async with stores.database.begin() as uow:
+        await uow.instances.get(running.id, lock=True)
+        await uow.instances.save(running.with_status(InstanceStatus.RUNNING))
+        await uow.instances.get(failed.id, lock=True)
+        await uow.instances.save(failed.with_status(InstanceStatus.FAILED, "boom"))
+        await uow.commit()
+
+    by_id = {s.id: s for s in await stores.reader.recent(since=T0, limit=50)}
+
+    assert by_id[running.id].provision_seconds is not None
+    assert (by_id[failed.id].status, by_id[failed.id].reason) == (InstanceStatus.FAILED, "boom")
+
+
+async def test_timelines_are_the_events_of_each_of_ours_at_once(stores: Stores) -> None:
+    failed, queued = await stores.inserted(), await stores.accepted()
+    theirs = await stores.inserted(OTHER)
+    async with stores.database.begin() as uow:
+        await uow.instances.get(failed.id, lock=True)
+        await uow.instances.save(failed.with_status(InstanceStatus.FAILED, "Hetzner: placement_error: no room"))
+        await uow.commit()
+
+    timelines = await stores.reader.timelines([failed.id, queued.instance_id, theirs.id, uuid.uuid4()])
+
+    assert timelines == {
+        failed.id: await stores.reader.events(failed.id),
+        queued.instance_id: await stores.reader.events(queued.instance_id),
+    }
+    assert [e.status for e in timelines[failed.id]] == [
+        InstanceStatus.QUEUED,
+        InstanceStatus.PROVISIONING,
+        InstanceStatus.FAILED,
+    ]
 
 
 async def test_a_usage_report_is_stored_once(stores: Stores) -> None:

@@ -52,8 +52,11 @@ async def test_live_entries_are_those_not_deleted_not_failed_or_not_inserted_yet
     await stores.inserted(OTHER)
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running.with_status(InstanceStatus.RUNNING))
+        await uow.instances.get(failed.id, lock=True)
         await uow.instances.save(failed.with_status(InstanceStatus.FAILED, "boom"))
+        await uow.instances.get(deleted.id, lock=True)
         await uow.instances.save(deleted.soft_deleted(T0))
         await uow.commit()
 
@@ -103,8 +106,7 @@ async def test_claim_inserts_once_and_then_returns_the_stored_row(stores: Stores
         await uow.commit()
 
     assert first == second == deleted
-    async with stores.database.begin() as uow:
-        assert [c.status for c in await uow.instances.history(entry.instance_id)] == [InstanceStatus.DELETING]
+    assert await _statuses(stores, entry.instance_id) == [InstanceStatus.QUEUED, InstanceStatus.DELETING]
 
 
 async def test_claiming_another_customers_instance_is_not_found_and_changes_nothing(stores: Stores) -> None:
@@ -125,20 +127,26 @@ async def test_save_stores_the_fields_and_records_status_changes_only(stores: St
     )
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running)
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(dataclasses.replace(running, ipv4="203.0.113.8"))
         await uow.commit()
 
     async with stores.database.begin() as uow:
         assert await uow.instances.get(instance.id) == dataclasses.replace(running, ipv4="203.0.113.8")
-        history = await uow.instances.history(instance.id)
-    assert [c.status for c in history] == [InstanceStatus.PROVISIONING, InstanceStatus.RUNNING]
+    assert await _statuses(stores, instance.id) == [
+        InstanceStatus.QUEUED,
+        InstanceStatus.PROVISIONING,
+        InstanceStatus.RUNNING,
+    ]
 
 
 async def test_saving_another_customers_instance_is_not_found(stores: Stores) -> None:
     theirs = await stores.inserted(OTHER)
 
     async with stores.database.begin() as uow:
+        assert await uow.instances.get(theirs.id, lock=True) is None
         with pytest.raises(InstanceNotFound):
             await uow.instances.save(theirs.with_status(InstanceStatus.FAILED, "not yours"))
 
@@ -150,11 +158,13 @@ async def test_a_failure_reason_is_kept_in_the_history(stores: Stores) -> None:
     instance = await stores.inserted()
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.FAILED, "server never ran"))
         await uow.commit()
 
-    async with stores.database.begin() as uow:
-        assert (await uow.instances.history(instance.id))[-1].reason == "server never ran"
+    events = await stores.reader.events(instance.id)
+    assert events is not None
+    assert events[-1].reason == "server never ran"
 
 
 async def test_a_note_is_appended_once_under_the_current_status(stores: Stores) -> None:
@@ -162,12 +172,13 @@ async def test_a_note_is_appended_once_under_the_current_status(stores: Stores) 
 
     for reason in ("retrying: rate limited", "retrying: rate limited", "retrying: conflict"):
         async with stores.database.begin() as uow:
+            await uow.instances.get(instance.id, lock=True)
             await uow.instances.note(instance, reason)
             await uow.commit()
 
-    async with stores.database.begin() as uow:
-        history = await uow.instances.history(instance.id)
-    assert [(c.status, c.reason) for c in history] == [
+    events = await stores.reader.events(instance.id)
+    assert [(c.status, c.reason) for c in events or []] == [
+        (InstanceStatus.QUEUED, None),
         (InstanceStatus.PROVISIONING, None),
         (InstanceStatus.PROVISIONING, "retrying: rate limited"),
         (InstanceStatus.PROVISIONING, "retrying: conflict"),
@@ -180,7 +191,6 @@ async def test_get_of_an_unknown_or_another_customers_instance_is_none(stores: S
     async with stores.database.begin() as uow:
         assert await uow.instances.get(uuid.uuid4()) is None
         assert await uow.instances.get(theirs.id) is None
-        assert await uow.instances.history(theirs.id) == []
 
 
 async def test_the_reconcile_queries_select_by_status_and_age_among_ours_only(stores: Stores) -> None:
@@ -190,15 +200,20 @@ async def test_the_reconcile_queries_select_by_status_and_age_among_ours_only(st
     for status in (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING, InstanceStatus.FAILED):
         theirs = await stores.inserted(OTHER, at=T0)
         async with stores.theirs.begin() as uow:
+            await uow.instances.get(theirs.id, lock=True)
             await uow.instances.save(theirs.with_status(status))
             await uow.commit()
     theirs_deleting = await stores.inserted(OTHER, at=T0)
     async with stores.theirs.begin() as uow:
+        await uow.instances.get(theirs_deleting.id, lock=True)
         await uow.instances.save(theirs_deleting.soft_deleted(T0))
         await uow.commit()
     async with stores.database.begin() as uow:
+        await uow.instances.get(deleting.id, lock=True)
         await uow.instances.save(deleting.soft_deleted(T0))
+        await uow.instances.get(failed.id, lock=True)
         await uow.instances.save(failed.with_status(InstanceStatus.FAILED))
+        await uow.instances.get(running.id, lock=True)
         await uow.instances.save(running.with_status(InstanceStatus.RUNNING))
         await uow.commit()
 
@@ -259,6 +274,7 @@ async def test_leaving_a_unit_of_work_without_commit_discards_its_writes(stores:
     instance = await stores.inserted()
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.RUNNING))
         await uow.credentials.add(instance.id, "d" * 64)
         await stores.accepted(key="committed-elsewhere")
@@ -276,6 +292,7 @@ async def test_an_exception_inside_a_unit_of_work_rolls_it_back(stores: Stores) 
 
     async def save_then_fail() -> None:
         async with stores.database.begin() as uow:
+            await uow.instances.get(instance.id, lock=True)
             await uow.instances.save(instance.with_status(InstanceStatus.RUNNING))
             raise RuntimeError("boom")
 
@@ -291,9 +308,14 @@ async def test_readers_see_committed_state_only(stores: Stores) -> None:
     instance = await stores.inserted()
 
     async with stores.database.begin() as uow:
+        await uow.instances.get(instance.id, lock=True)
         await uow.instances.save(instance.with_status(InstanceStatus.RUNNING))
         before = await stores.reader.view(instance.id)
         await uow.commit()
     after = await stores.reader.view(instance.id)
 
     assert (before and before.status, after and after.status) == (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING)
+
+
+async def _statuses(stores: Stores, instance_id: uuid.UUID) -> list[InstanceStatus]:
+    return [event.status for event in await stores.reader.events(instance_id) or []]

@@ -13,13 +13,12 @@ import asyncpg
 import httpx
 import pytest
 
-from smoke.adapters.sse import SseParser
 from smoke.adapters.tokens import HmacTokenIssuer
 from smoke.api import create_app
 from smoke.bootstrap import make_container
-from smoke.domain.models import ChatEvent
 from smoke.serving import free_port, serve_asgi
 from smoke.settings import Settings
+from smoke.sse import SseEvent, SseParser
 from smoke.worker import running_worker
 from tests.integration.conftest import SMOKE, provision_body, stack_settings
 from tests.integration.support import reaches, servers, until
@@ -56,14 +55,14 @@ async def running_instance(api: httpx.AsyncClient, key: str = "chat-1") -> str:
     return instance_id
 
 
-async def read_events(response: httpx.Response) -> list[tuple[float, ChatEvent]]:
+async def read_events(response: httpx.Response) -> list[tuple[float, SseEvent]]:
     parser, events = SseParser(), []
     async for chunk in response.aiter_raw():
         events.extend((time.monotonic(), event) for event in parser.feed(chunk))
     return events
 
 
-async def chat(api: httpx.AsyncClient, instance_id: str, message: str) -> list[tuple[float, ChatEvent]]:
+async def chat(api: httpx.AsyncClient, instance_id: str, message: str) -> list[tuple[float, SseEvent]]:
     async with api.stream("POST", f"{SMOKE}/instances/{instance_id}/chat", json={"message": message}) as response:
         assert response.status_code == 200
         return await read_events(response)
@@ -205,7 +204,7 @@ async def _server_id(cloud: httpx.AsyncClient) -> int:
 
 async def _chat_directly(
     cloud_url: str, server_id: int, settings: Settings, instance_id: uuid.UUID, message: str
-) -> list[tuple[float, ChatEvent]]:
+) -> list[tuple[float, SseEvent]]:
     token = HmacTokenIssuer(settings.agent_token_secret or "").agent_token(instance_id).token
     async with (
         httpx.AsyncClient(base_url=cloud_url) as agent,

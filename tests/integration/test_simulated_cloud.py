@@ -390,7 +390,7 @@ async def test_a_server_is_off_then_starting_then_running_on_the_clock(
 # --- Hetzner faults -------------------------------------------------------------------------------------------
 
 
-async def test_rate_limit_ratio_answers_429_with_the_reset_a_second_ahead(
+async def test_rate_limit_ratio_answers_429_with_the_headers_of_an_empty_bucket(
     api: httpx.AsyncClient, sim: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     await set_faults(sim, hetzner={"rate_limit_ratio": 1})
@@ -398,7 +398,8 @@ async def test_rate_limit_ratio_answers_429_with_the_reset_a_second_ahead(
     response = await api.get("/servers")
 
     assert (response.status_code, response.json()["error"]["code"]) == (429, "rate_limit_exceeded")
-    assert response.headers["RateLimit-Reset"] == str(int(clock.now) + 1)
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert response.headers["RateLimit-Reset"] == str(int(clock.now) + 3600)
 
 
 async def test_error_ratio_answers_a_retryable_error_and_changes_nothing(

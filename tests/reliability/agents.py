@@ -18,8 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from smoke.adapters.sse import SseParser
-from smoke.domain.models import ChatEvent
+from smoke.sse import SseEvent, SseParser
 
 __all__ = ("CORPUS", "ID_RESET", "ScriptedAgent", "expected_events")
 
@@ -46,7 +45,7 @@ ID_RESET = (
 ).encode()
 
 
-def expected_events(stream: bytes) -> list[ChatEvent]:
+def expected_events(stream: bytes) -> list[SseEvent]:
     """The events a spec parser reads from ``stream`` in one piece, up to and including ``done``."""
     events = []
     for event in SseParser().feed(stream):

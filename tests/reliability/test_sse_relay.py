@@ -22,11 +22,10 @@ import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
-from smoke.adapters.sse import SseParser
 from smoke.adapters.tokens import HmacTokenIssuer
-from smoke.domain.models import ChatEvent
 from smoke.serving import serve_asgi
 from smoke.settings import Settings
+from smoke.sse import SseEvent, SseParser
 from tests.reliability import figures
 from tests.reliability.agents import CORPUS, ID_RESET, ScriptedAgent, expected_events
 from tests.reliability.proxy import FaultProxy, running_proxy
@@ -94,9 +93,9 @@ async def relay(
             )
 
 
-async def _relayed(relay: Relay, message: str) -> tuple[list[tuple[float, ChatEvent]], bytes, httpx.Headers]:
+async def _relayed(relay: Relay, message: str) -> tuple[list[tuple[float, SseEvent]], bytes, httpx.Headers]:
     parser, raw = SseParser(), b""
-    events: list[tuple[float, ChatEvent]] = []
+    events: list[tuple[float, SseEvent]] = []
     url = f"{SMOKE}/instances/{relay.instance_id}/chat"
     async with relay.stack.api.stream("POST", url, json={"message": message}) as response:
         assert response.status_code == 200, await response.aread()
@@ -106,7 +105,7 @@ async def _relayed(relay: Relay, message: str) -> tuple[list[tuple[float, ChatEv
         return events, raw, response.headers
 
 
-async def _direct(relay: Relay, settings: Settings, message: str) -> list[ChatEvent]:
+async def _direct(relay: Relay, settings: Settings, message: str) -> list[SseEvent]:
     token = HmacTokenIssuer(settings.agent_token_secret or "").agent_token(uuid.UUID(relay.instance_id)).token
     parser, events = SseParser(), []
     async with (
@@ -260,7 +259,7 @@ async def _until(predicate: object, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _read_to_the_end(relay: Relay, message: str, bound: float) -> tuple[list[ChatEvent], float, float]:
+async def _read_to_the_end(relay: Relay, message: str, bound: float) -> tuple[list[SseEvent], float, float]:
     """The relayed events, when the last byte arrived (since the start) and the longest silence between bytes."""
     parser, events = SseParser(), []
     started = last = time.monotonic()

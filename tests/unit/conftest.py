@@ -22,6 +22,7 @@ from smoke.domain.models import (
 from smoke.domain.services import (
     ChatRelay,
     Cleaner,
+    Dashboard,
     Deleter,
     InstanceLookup,
     Provisioner,
@@ -88,6 +89,11 @@ async def lookup(container: AsyncContainer) -> InstanceLookup:
 
 
 @pytest.fixture
+async def dashboard(container: AsyncContainer) -> Dashboard:
+    return await container.get(Dashboard)
+
+
+@pytest.fixture
 async def usage_reader(container: AsyncContainer) -> UsageReader:
     return await container.get(UsageReader)
 
@@ -103,7 +109,7 @@ def a_request(key: str = "ci-run-1", **changes: str) -> ProvisionRequest:
 
 
 def plant_request(
-    fakes: FakeAdaptersProvider, scope: CustomerScope = SCOPE, *, at: datetime | None = None
+    fakes: FakeAdaptersProvider, scope: CustomerScope = SCOPE, *, at: datetime | None = None, region: str = "fsn1"
 ) -> LedgerEntry:
     """A committed accepted request of ``scope`` whose instance row the worker has not inserted."""
     instance_id = uuid.uuid4()
@@ -113,7 +119,7 @@ def plant_request(
         instance_id=instance_id,
         task_id=provision_task_id(instance_id),
         manifest_id="agent-default",
-        region_id="fsn1",
+        region_id=region,
         tier_id="small",
         created_at=at or fakes.db.clock.now(),
     )

@@ -1,4 +1,4 @@
-"""``smoke.client`` against ``httpx.MockTransport``: requests, parsing, typed errors, the chat stream."""
+"""``smoke.client`` against ``httpx.MockTransport`` and the API on fakes: requests, parsing, errors, streams."""
 
 from __future__ import annotations
 
@@ -12,21 +12,28 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from smoke.api import create_app
+from smoke.bootstrap import make_container
 from smoke.client import (
-    AgentUnavailable,
-    ChatEvent,
+    AnswerLost,
+    BadGateway,
+    CannotConnect,
     ChatFailed,
     Conflict,
-    InstanceNotFound,
+    NoSuchInstance,
     NotAuthenticated,
     ServiceUnavailable,
     SmokeApiError,
     SmokeClient,
     SmokeConnectionError,
+    SseEvent,
     UnexpectedResponse,
     ValidationFailed,
 )
 from smoke.serving import free_port
+from smoke.settings import Settings
+from smoke.testing.providers import FakeAdaptersProvider
+from tests.lifespan import running
 
 SMOKE = "/internal/v1/smoke"
 INSTANCE = uuid.UUID("7b0c2f0e-9d51-4f5e-a2a6-0d6f3b1c2a11")
@@ -59,7 +66,7 @@ def sse(*chunks: str) -> Handler:
     return handle
 
 
-async def events_of(client: SmokeClient, message: str = "hi there") -> list[ChatEvent]:
+async def events_of(client: SmokeClient, message: str = "hi there") -> list[SseEvent]:
     async with client:
         return [event async for event in client.chat(INSTANCE, message)]
 
@@ -136,9 +143,9 @@ async def test_healthz_returns_when_the_service_is_alive() -> None:
     ("status", "body", "error"),
     [
         (401, {"detail": "Not authenticated"}, NotAuthenticated),
-        (404, {"detail": "Instance not found"}, InstanceNotFound),
+        (404, {"detail": "Instance not found"}, NoSuchInstance),
         (409, {"detail": "Instance is not running"}, Conflict),
-        (502, {"detail": "the agent is down"}, AgentUnavailable),
+        (502, {"detail": "the agent is down"}, BadGateway),
         (503, {"detail": "Database or queue unavailable, retry later"}, ServiceUnavailable),
         (500, {"detail": "Internal Server Error"}, SmokeApiError),
         (404, {"detail": "Not Found"}, SmokeApiError),
@@ -169,7 +176,7 @@ async def test_a_422_keeps_the_detail_list_and_says_which_field() -> None:
 
 async def test_an_error_without_a_json_body_carries_its_text() -> None:
     async with client_of(lambda request: httpx.Response(502, text="<html>Bad Gateway</html>")) as client:
-        with pytest.raises(AgentUnavailable, match="Bad Gateway"):
+        with pytest.raises(BadGateway, match="Bad Gateway"):
             await client.healthz()
 
 
@@ -187,6 +194,7 @@ async def test_connection_refused_raises_a_connection_error_naming_the_url() -> 
             await client.status(INSTANCE)
 
     assert str(raised.value) == f"cannot reach {url}: connection refused"
+    assert isinstance(raised.value, CannotConnect)
 
 
 async def test_a_timeout_raises_a_connection_error() -> None:
@@ -194,8 +202,138 @@ async def test_a_timeout_raises_a_connection_error() -> None:
         raise httpx.ReadTimeout("timed out", request=request)
 
     async with client_of(hang) as client:
-        with pytest.raises(SmokeConnectionError, match=re.escape("no answer from http://smoke.test in time")):
+        with pytest.raises(AnswerLost, match=re.escape("no answer from http://smoke.test in time")):
             await client.status(INSTANCE)
+
+
+async def test_a_dropped_connection_means_the_answer_was_lost_not_that_nothing_was_sent() -> None:
+    def drop(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
+    async with client_of(drop) as client:
+        with pytest.raises(AnswerLost, match=re.escape("the connection to http://smoke.test broke")):
+            await client.provision("k-1", "agent-default", "fsn1", "small")
+
+
+async def test_events_decode_the_history_and_its_last_reason() -> None:
+    refused = "Hetzner: unauthorized: unable to authenticate"
+    body = {
+        "instance_id": str(INSTANCE),
+        "events": [
+            {"at": "2026-01-02T03:04:05Z", "status": "queued", "reason": None},
+            {
+                "at": "2026-01-02T03:04:06Z",
+                "status": "failed",
+                "reason": "Hetzner: unauthorized: unable to authenticate",
+            },
+        ],
+    }
+    seen: list[httpx.Request] = []
+
+    async with client_of(answering(200, body, seen)) as client:
+        result = await client.events(INSTANCE)
+
+    assert seen[0].url.path == f"{SMOKE}/instances/{INSTANCE}/events"
+    assert [event.status for event in result.events] == ["queued", "failed"]
+    assert result.events[0].at.year == 2026
+    assert result.last_reason == refused
+
+
+async def test_a_history_that_went_well_has_no_last_reason() -> None:
+    body = {"instance_id": str(INSTANCE), "events": [{"at": "2026-01-02T03:04:05Z", "status": "running"}]}
+
+    async with client_of(answering(200, body)) as client:
+        assert (await client.events(INSTANCE)).last_reason is None
+
+
+def summary(number: int, status: str = "running") -> dict[str, object]:
+    return {
+        "id": str(uuid.UUID(int=number)),
+        "hostname": f"smoke-{number:012x}",
+        "status": status,
+        "manifest_id": "agent-default",
+        "region_id": "fsn1",
+        "tier_id": "small",
+        "created_at": "2026-01-02T03:04:05Z",
+        "running_at": "2026-01-02T03:04:15Z",
+        "deleted_at": None,
+        "provision_seconds": 10.0,
+        "reason": None,
+    }
+
+
+async def test_instances_passes_the_filters_and_decodes_a_page() -> None:
+    seen: list[httpx.Request] = []
+
+    async with client_of(answering(200, {"instances": [summary(1)], "next_before": "17_ab"}, seen)) as client:
+        page = await client.instances(status="running", limit=1, before="18_cd")
+
+    assert dict(seen[0].url.params) == {"status": "running", "limit": "1", "before": "18_cd"}
+    assert [(i.hostname, i.provision_seconds) for i in page.instances] == [("smoke-000000000001", 10.0)]
+    assert page.next_before == "17_ab"
+
+
+async def test_the_first_page_sends_neither_status_nor_before() -> None:
+    seen: list[httpx.Request] = []
+
+    async with client_of(answering(200, {"instances": [], "next_before": None}, seen)) as client:
+        await client.instances()
+
+    assert dict(seen[0].url.params) == {"limit": "50"}
+
+
+async def test_all_instances_follows_next_before_to_the_last_page() -> None:
+    pages = {None: ([1, 2], "c2"), "c2": ([3, 4], "c4"), "c4": ([5], None)}
+    asked: list[str | None] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        before = request.url.params.get("before")
+        asked.append(before)
+        numbers, next_before = pages[before]
+        return httpx.Response(200, json={"instances": [summary(n) for n in numbers], "next_before": next_before})
+
+    async with client_of(handle) as client:
+        hostnames = [instance.hostname async for instance in client.all_instances(page_size=2)]
+
+    assert hostnames == [f"smoke-{n:012x}" for n in range(1, 6)]
+    assert asked == [None, "c2", "c4"]
+
+
+def openapi(body_schema: dict[str, object], components: dict[str, object] | None = None) -> dict[str, object]:
+    operation = {"requestBody": {"content": {"application/json": {"schema": body_schema}}}}
+    return {"paths": {f"{SMOKE}/provision": {"post": operation}}, "components": {"schemas": components or {}}}
+
+
+async def test_provision_choices_are_the_enums_of_the_openapi_document() -> None:
+    regions = {"type": "string", "enum": ["nbg1", "fsn1"]}
+    body = {"properties": {"manifest_id": {"enum": ["agent-default"]}, "region_id": {"$ref": "#/components/schemas/R"}}}
+    document = openapi({"$ref": "#/components/schemas/P"}, {"P": body, "R": regions})
+    seen: list[httpx.Request] = []
+
+    async with client_of(answering(200, document, seen)) as client:
+        choices = await client.provision_choices()
+
+    assert seen[0].url.path == "/schema/openapi.json"
+    assert choices == {"manifest_id": ["agent-default"], "region_id": ["fsn1", "nbg1"]}
+
+
+async def test_a_document_without_enums_offers_no_choices() -> None:
+    document = openapi({"properties": {"region_id": {"type": "string"}}})
+
+    async with client_of(answering(200, document)) as client:
+        assert await client.provision_choices() == {}
+
+
+async def test_the_events_and_the_list_of_the_real_api_decode() -> None:
+    app = create_app(make_container(Settings(ops_bearer_token="ops-token"), FakeAdaptersProvider()))
+    async with running(app), SmokeClient("http://api", "ops-token", transport=httpx.ASGITransport(app=app)) as client:
+        accepted = await client.provision("k-1", "agent-default", "fsn1", "small")
+
+        events = await client.events(accepted.instance_id)
+        listed = [instance.id async for instance in client.all_instances()]
+
+    assert [event.status for event in events.events] == ["queued"]
+    assert listed == [accepted.instance_id]
 
 
 @pytest.mark.parametrize("url", ["nope", "ftp://host", "http://", "http://[::1", "http://host:99999"])
@@ -233,7 +371,7 @@ async def test_chat_posts_the_message() -> None:
 
 async def test_an_error_event_raises_chat_failed_after_the_events_before_it() -> None:
     stream = sse('event: delta\ndata: {"text": "hi"}\n\n', 'event: error\ndata: {"detail": "agent lost"}\n\n')
-    received: list[ChatEvent] = []
+    received: list[SseEvent] = []
 
     async def consume() -> None:
         async with client_of(stream) as client:

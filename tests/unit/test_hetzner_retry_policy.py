@@ -119,7 +119,6 @@ NOT_RETRIED = {
     "422 invalid_input": (api_error(422, "invalid_input"), "invalid_input"),
     "401 unauthorized": (api_error(401, "unauthorized"), "unauthorized"),
     "403 forbidden": (api_error(403, "forbidden"), "forbidden"),
-    "503 unavailable": (api_error(503, "unavailable"), "unavailable"),
     "500 server_error": (api_error(500, "server_error"), "server_error"),
     "412 resource_unavailable": (api_error(412, "resource_unavailable"), "resource_unavailable"),
     "bare 503": (bare(503), "503"),
@@ -152,6 +151,34 @@ async def test_a_refusal_is_raised_at_once(adapter, sleeps: Sleeps, failure: Ste
     assert not isinstance(raised.value, CloudTransientError)
     assert len(script.requests) == 1
     assert sleeps == []
+
+
+async def test_unavailable_is_retried_for_a_read_and_refused_at_once_for_a_create(adapter, sleeps: Sleeps) -> None:
+    unavailable = api_error(503, "unavailable")
+
+    assert await adapter(Script(unavailable, ok())).get_server(42) is not None
+    with pytest.raises(CloudError) as raised:
+        await adapter(Script(unavailable, ok())).create_server(SPEC)
+
+    assert raised.value.code == "unavailable"
+    assert len(sleeps) == 1
+
+
+async def test_a_delete_retries_while_the_server_is_locked_by_another_action(adapter) -> None:
+    locked = api_error(423, "locked")
+    action = {"action": {"id": 7, "status": "success", "error": None}}
+    script = Script(locked, locked, lambda request: httpx.Response(200, json=action))
+
+    assert await adapter(script).delete_server(42) is True
+    assert len(script.requests) == 3
+
+
+async def test_a_refused_token_says_so(adapter) -> None:
+    with pytest.raises(CloudError) as raised:
+        await adapter(Script(api_error(401, "unauthorized"))).get_server(42)
+
+    assert raised.value.reason.startswith("Hetzner: unauthorized: ")
+    assert raised.value.reason.endswith("the API token was refused")
 
 
 async def test_uniqueness_error_raises_name_taken(adapter) -> None:

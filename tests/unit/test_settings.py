@@ -52,11 +52,23 @@ def test_a_malformed_variable_is_named_in_the_error(variable: str, value: str) -
     assert str(caught.value).startswith(f"{variable}: ")
 
 
-def test_require_names_the_first_missing_variable() -> None:
+def test_require_names_the_missing_variable() -> None:
     settings = Settings.from_env({"DATABASE_URL": "postgresql://h/db"}, dotenv=None)
 
-    with pytest.raises(SettingsError, match=r"^OPS_BEARER_TOKEN: "):
-        settings.require("DATABASE_URL", "OPS_BEARER_TOKEN")
+    with pytest.raises(SettingsError, match=r"^HETZNER_API_TOKEN: required by this command but not set$"):
+        settings.require("DATABASE_URL", "HETZNER_API_TOKEN")
+
+
+def test_require_names_every_missing_variable_at_once_and_how_to_make_a_secret() -> None:
+    settings = Settings.from_env({}, dotenv=None)
+
+    with pytest.raises(SettingsError) as raised:
+        settings.require("DATABASE_URL", "OPS_BEARER_TOKEN", "AGENT_TOKEN_SECRET")
+
+    assert str(raised.value) == (
+        "DATABASE_URL, OPS_BEARER_TOKEN, AGENT_TOKEN_SECRET: required by this command but not set "
+        "(make a secret with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+    )
 
 
 def test_the_environment_wins_over_the_dotenv_file(tmp_path: Path) -> None:

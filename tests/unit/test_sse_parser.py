@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smoke.adapters.sse import SseParser
-from smoke.domain.models import ChatEvent
+from smoke.sse import SseEvent, SseParser
 
 CORPUS = (
     '\ufeffevent: delta\r\nid: 1\r\ndata: {"text": "h\u00e9llo \u4e16\u754c"}\r\n\r\n'
@@ -18,15 +17,15 @@ CORPUS = (
     "event: delta\ndata: cut by the end of the stream"
 )
 EXPECTED = [
-    ChatEvent("delta", '{"text": "h\u00e9llo \u4e16\u754c"}', "1"),
-    ChatEvent("delta", "line one\nline two", "2"),
-    ChatEvent("message", "", "2"),
-    ChatEvent("message", "no space", None),
-    ChatEvent("done", '{"usage": {}}', "4"),
+    SseEvent("delta", '{"text": "h\u00e9llo \u4e16\u754c"}', "1"),
+    SseEvent("delta", "line one\nline two", "2"),
+    SseEvent("message", "", "2"),
+    SseEvent("message", "no space", None),
+    SseEvent("done", '{"usage": {}}', "4"),
 ]
 
 
-def parse(chunks: list[bytes]) -> list[ChatEvent]:
+def parse(chunks: list[bytes]) -> list[SseEvent]:
     parser = SseParser()
     return [event for chunk in chunks for event in parser.feed(chunk)]
 
@@ -43,7 +42,7 @@ def test_any_chunking_gives_the_same_events(size: int) -> None:
 
 
 def test_a_crlf_split_across_chunks_is_one_line_end() -> None:
-    assert parse([b"data: a\r", b"\n\r", b"\n"]) == [ChatEvent("message", "a", None)]
+    assert parse([b"data: a\r", b"\n\r", b"\n"]) == [SseEvent("message", "a", None)]
 
 
 def test_an_over_long_line_is_refused() -> None:

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from smoke.adapters.sse import SseParser
 from smoke.domain.errors import AgentStreamBroken, AgentUnavailable
 from smoke.domain.models import ChatEvent
 from smoke.domain.ports import AgentClient, ChatStream
+from smoke.sse import SseParser
 
 __all__ = ("HttpAgentClient", "HttpChatStream")
 
@@ -52,7 +52,7 @@ class HttpChatStream(ChatStream):
         try:
             async for chunk in self._response.aiter_raw():
                 for event in parser.feed(chunk):
-                    yield event
+                    yield ChatEvent(event.event, event.data, event.id)
         except (httpx.HTTPError, ValueError) as error:
             raise AgentStreamBroken(f"agent stream broken: {type(error).__name__}") from None
         finally:

@@ -9,12 +9,9 @@ from typing import cast
 
 import msgspec
 from dishka import AsyncContainer
-from dishka.exceptions import NoFactoryError
 from dishka.integrations.litestar import setup_dishka
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, OpenAPI, Schema, SecurityScheme
+from litestar.openapi.spec import OpenAPI, Schema
 from litestar.types import ASGIApp
 
 from smoke.api import schemas
@@ -22,21 +19,15 @@ from smoke.api.bodies import JsonRequest
 from smoke.api.controllers.agent import AgentController
 from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
+from smoke.api.docs import openapi_config
 from smoke.api.errors import exception_handlers
 from smoke.api.options import EveryMethodAllowed
-from smoke.domain.catalog import SEEDED_CATALOG, CatalogSpec
+from smoke.api.ui import dashboard_routes, template_config
+from smoke.domain.catalog import CatalogSpec
 from smoke.observability import RequestContextMiddleware
 from smoke.settings import Settings
 
 __all__ = ("create_app",)
-
-
-async def _configured_catalog(container: AsyncContainer) -> CatalogSpec:
-    """The catalog the container provides, else the seeded one."""
-    try:
-        return await container.get(CatalogSpec)
-    except NoFactoryError:
-        return SEEDED_CATALOG
 
 
 def _catalog_enums(document: OpenAPI, catalog: CatalogSpec) -> None:
@@ -89,7 +80,7 @@ def create_app(container: AsyncContainer) -> Litestar:
         assert settings.ops_bearer_token is not None
         app.state.ops_token = settings.ops_bearer_token.encode()
         _correct_the_document(app.openapi_schema)
-        _catalog_enums(app.openapi_schema, await _configured_catalog(container))
+        _catalog_enums(app.openapi_schema, await container.get(CatalogSpec))
         # The app's long-lived objects (~170k) would otherwise be walked by every full collection (~76 ms, the
         # p99 of the read path): start-up garbage is collected once and the survivors are frozen.
         gc.collect()
@@ -100,24 +91,13 @@ def create_app(container: AsyncContainer) -> Litestar:
             await container.close()
 
     app = Litestar(
-        route_handlers=[SmokeController, AgentController, healthz, readyz, metrics],
+        route_handlers=[SmokeController, AgentController, healthz, readyz, metrics, *dashboard_routes()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_class=JsonRequest,
         request_max_body_size=BODY_LIMIT,
-        openapi_config=OpenAPIConfig(
-            title="smoke",
-            version="0.1.0",
-            description="Provision an agent VPS on Hetzner Cloud, chat with it, meter it and clean it up, for CI.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-            components=Components(
-                security_schemes={
-                    "BearerAuth": SecurityScheme(type="http", scheme="bearer", description="OPS_BEARER_TOKEN"),
-                    "AgentToken": SecurityScheme(type="http", scheme="bearer", description="An instance's agent token"),
-                }
-            ),
-        ),
+        openapi_config=openapi_config(),
+        template_config=template_config(),
         logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )
     setup_dishka(container, app)

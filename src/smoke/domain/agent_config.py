@@ -20,6 +20,7 @@ class AgentUrls:
     template: str
 
     def base_url(self, instance: Instance) -> str:
+        """The base URL of the instance's agent, without a trailing slash."""
         return self.template.format(
             ipv4=instance.ipv4 or "",
             hostname=instance.hostname,

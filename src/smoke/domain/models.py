@@ -17,9 +17,11 @@ __all__ = (
     "AgentKind",
     "AgentToken",
     "ChatEvent",
+    "CloudFirewall",
     "CloudServer",
     "CustomerScope",
     "DeletionReceipt",
+    "FirewallRule",
     "Instance",
     "InstancePage",
     "InstanceStatus",
@@ -34,6 +36,7 @@ __all__ = (
     "ProvisionReceipt",
     "ProvisionRequest",
     "ServerSpec",
+    "ServerTypeOffer",
     "StatusChange",
     "UsageCount",
     "UsageEvent",
@@ -54,6 +57,7 @@ def provision_task_id(instance_id: UUID) -> str:
 
 
 def cleanup_task_id(instance_id: UUID) -> str:
+    """The task id of an instance's cleanup job: deterministic, so re-queuing it is a no-op while it is pending."""
     return f"cleanup:{instance_id}"
 
 
@@ -140,6 +144,7 @@ class Placement:
 
     @property
     def image(self) -> str:
+        """The image the manifest runs: a name, or the numeric id of a snapshot."""
         return self.manifest.image
 
 
@@ -157,6 +162,7 @@ class LedgerEntry:
     created_at: datetime
 
     def receipt(self) -> ProvisionReceipt:
+        """The answer every replay of the key gets."""
         return ProvisionReceipt(self.idempotency_key, self.instance_id, self.task_id)
 
 
@@ -223,6 +229,7 @@ class PageCursor:
     PATTERN: ClassVar[str] = r"^[0-9]{1,16}_[0-9a-f]{32}$"
 
     def encode(self) -> str:
+        """The cursor as the list writes it in ``next_before``."""
         micros = (self.created_at - _EPOCH) // timedelta(microseconds=1)
         return f"{micros}_{self.instance_id.hex}"
 
@@ -240,12 +247,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class InstancePage:
+    """One page of the newest-first list; ``next_before`` is where the next page starts (None: no more)."""
+
     instances: list[InstanceSummary]
     next_before: PageCursor | None
 
 
 @dataclass(frozen=True, slots=True)
 class DeletionReceipt:
+    """The answer to Smoke Delete: the instance and the status it is in now."""
+
     instance_id: UUID
     status: InstanceStatus
 
@@ -310,12 +321,15 @@ class Instance:
         )
 
     def with_server(self, server: CloudServer) -> Instance:
+        """The instance with the server the cloud created for it (its id and IPv4)."""
         return dataclasses.replace(self, provider_server_id=server.id, ipv4=server.ipv4 or self.ipv4)
 
     def with_status(self, status: InstanceStatus, reason: str | None = None) -> Instance:
+        """The instance in ``status``; a failure ``reason`` is kept once given."""
         return dataclasses.replace(self, status=status, failure_reason=reason or self.failure_reason)
 
     def view(self) -> InstanceView:
+        """The instance as Smoke Status shows it."""
         return InstanceView(self.id, self.hostname, self.status)
 
     def labels(self) -> dict[str, str]:
@@ -353,6 +367,33 @@ class ServerSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerTypeOffer:
+    """A server type as the cloud sells it: its CPU architecture and where it can be ordered now."""
+
+    name: str
+    architecture: str
+    orderable_in: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallRule:
+    """Inbound TCP on ``port`` from ``source_ips`` (CIDRs), and nothing else."""
+
+    port: int
+    source_ips: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CloudFirewall:
+    """A firewall as the cloud reports it, with the inbound TCP rules smoke reads."""
+
+    id: int
+    name: str
+    labels: dict[str, str]
+    rules: tuple[FirewallRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CloudServer:
     """A server as the cloud reports it."""
 
@@ -364,6 +405,7 @@ class CloudServer:
 
     @property
     def is_running(self) -> bool:
+        """Whether the server reports ``running`` (its agent may still be booting)."""
         return self.status == "running"
 
 

@@ -16,7 +16,7 @@ never held across a wait: no sleep, no call to the cloud or an agent inside one.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -26,16 +26,20 @@ from smoke.domain.models import (
     AgentBoot,
     AgentToken,
     ChatEvent,
+    CloudFirewall,
     CloudServer,
+    FirewallRule,
     Instance,
     InstancePage,
     InstanceStatus,
+    InstanceSummary,
     InstanceView,
     LedgerEntry,
     PageCursor,
     Placement,
     PollResult,
     ServerSpec,
+    ServerTypeOffer,
     StatusChange,
     UsageCount,
     UsageEvent,
@@ -114,16 +118,19 @@ class InstanceRepository(Protocol):
 
     @abstractmethod
     async def save(self, instance: Instance) -> None:
-        """Store the instance's fields; when its status changed, append a status-history entry with its reason."""
+        """Store the instance's fields; when its status changed, append a status-history entry with its reason.
+
+        The row must be locked in this unit of work (``claim``, or ``get(..., lock=True)``): a read-modify-write
+        without the lock would lose a change made meanwhile. Raises ``InstanceNotFound`` if it is not ours.
+        """
 
     @abstractmethod
     async def note(self, instance: Instance, reason: str) -> None:
-        """Append a history entry for the instance's current status with ``reason``: something happened that did
-        not change its status (a failed attempt that will be retried). No-op if the last entry says the same."""
+        """Append a history entry for the instance's current status with ``reason``.
 
-    @abstractmethod
-    async def history(self, instance_id: UUID) -> list[StatusChange]:
-        """The status history of the instance, oldest first."""
+        For what happened without changing the status (a failed attempt that will be retried). A no-op if the last
+        entry says the same. The row must be locked in this unit of work, as for ``save``.
+        """
 
     @abstractmethod
     async def provisioning_since(self, created_before: datetime) -> list[Instance]:
@@ -186,7 +193,7 @@ class Database(Protocol):
 
 
 class InstanceReader(Protocol):
-    """The smoke customer's committed instance state, for the reads (status, poll, events, list, chat)."""
+    """The smoke customer's committed instance state, for the reads (status, poll, events, list, chat, dashboard)."""
 
     @abstractmethod
     async def view(self, instance_id: UUID) -> InstanceView | None:
@@ -214,6 +221,20 @@ class InstanceReader(Protocol):
     @abstractmethod
     async def page(self, *, status: InstanceStatus | None, limit: int, before: PageCursor | None) -> InstancePage:
         """The customer's instances, newest request first, ``limit`` at most, those accepted before ``before``."""
+
+    @abstractmethod
+    async def recent(self, *, since: datetime, limit: int) -> list[InstanceSummary]:
+        """The customer's instances whose request was accepted at ``since`` or later, newest first, ``limit`` at most.
+
+        Each as ``page`` shows it: the dashboard's aggregates are computed from these.
+        """
+
+    @abstractmethod
+    async def timelines(self, instance_ids: Collection[UUID]) -> dict[UUID, list[StatusChange]]:
+        """The history of each of ``instance_ids``, as ``events`` gives it, in one call.
+
+        Ids never allocated to the customer are left out of the result.
+        """
 
 
 class UsageEventStore(Protocol):
@@ -296,6 +317,36 @@ class CloudProvider(Protocol):
     async def delete_server(self, server_id: int) -> bool:
         """Delete the server and wait until it is gone; False if it did not exist (which counts as done)."""
 
+    @abstractmethod
+    async def server_type(self, name: str) -> ServerTypeOffer | None:
+        """The server type of that name and where it can be ordered now, or None if the cloud has no such type."""
+
+    @abstractmethod
+    async def location_exists(self, name: str) -> bool:
+        """Whether the cloud has a location of that name."""
+
+    @abstractmethod
+    async def image_exists(self, image: str, architecture: str) -> bool:
+        """Whether an image of that name (or numeric id) exists for the architecture."""
+
+    @abstractmethod
+    async def ssh_key_exists(self, name_or_id: str) -> bool:
+        """Whether the project has an SSH key of that name (or numeric id)."""
+
+    @abstractmethod
+    async def find_firewalls(self, labels: Mapping[str, str]) -> list[CloudFirewall]:
+        """Every firewall carrying all of ``labels``, with its inbound TCP rules."""
+
+    @abstractmethod
+    async def create_firewall(
+        self, name: str, labels: Mapping[str, str], rules: tuple[FirewallRule, ...]
+    ) -> CloudFirewall:
+        """Create a firewall. Raises ``CloudServerNameTaken`` when one of that name exists (adopt it by labels)."""
+
+    @abstractmethod
+    async def set_firewall_rules(self, firewall_id: int, rules: tuple[FirewallRule, ...]) -> None:
+        """Replace the firewall's rules with ``rules`` (its servers follow)."""
+
 
 class ChatStream(Protocol):
     """The events of one chat turn, as the agent sends them; ``aclose`` ends the turn's request at once."""
@@ -325,6 +376,8 @@ class AgentClient(Protocol):
 
 
 class Clock(Protocol):
+    """Time, and waiting: the one place services read the time or sleep, so tests can move it."""
+
     @abstractmethod
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
@@ -347,6 +400,8 @@ class TokenIssuer(Protocol):
 
 
 class ReadinessProbe(Protocol):
+    """Whether the dependencies a request needs can be reached (``/readyz``)."""
+
     @abstractmethod
     async def unready(self) -> list[str]:
         """Names of the dependencies (``database``, ``queue``) that cannot be reached now; empty when ready."""

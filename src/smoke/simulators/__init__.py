@@ -5,14 +5,17 @@ bug in an adapter shows up against it instead of being mirrored. ``create_cloud_
 ASGI callable (``http`` and ``lifespan`` scopes); each call makes an independent simulator. Serve it with
 ``smoke.serving.serve_asgi`` or uvicorn.
 
-``/v1/...`` - Hetzner Cloud (shared/reference/hetzner-cloud-api.md §10), enough for the official ``hcloud``
-client: ``POST/GET/DELETE /v1/servers[/{id}]``, ``GET /v1/servers`` (``name``, ``label_selector``,
-``status``, ``sort``, ``page``, ``per_page``), ``GET /v1/actions/{id}``, ``GET /v1/actions?id=..``,
-``GET /v1/servers/actions/{id}``, ``GET /v1/servers/{id}/actions[/{action_id}]`` and the read-only
-``/v1/locations``, ``/v1/server_types``, ``/v1/images``. No ``datacenter`` anywhere. Bearer token, the error
-envelope, a 3600-request token bucket and ``RateLimit-*``/``X-Correlation-Id`` headers on every answer; actions
-progress lazily on the clock (:mod:`.hetzner.cloud`); ``per_page`` is clamped to 50 (:mod:`.hetzner.listing`);
-order of checks and faults in :mod:`.hetzner.api`.
+``/v1/...`` - Hetzner Cloud (shared/reference/hetzner-cloud-api.md §10 and SPEC §13; docs/simulated-cloud.md),
+enough for the official clients (hcloud-python, the Go CLI): servers (create, get, list by ``name``,
+``label_selector``, ``status``, ``sort``, ``page``, ``per_page``; ``PUT`` name and labels; delete; the power actions
+``poweron``, ``poweroff``, ``shutdown``, ``reboot``, ``reset``), actions (``/v1/actions/{id}``,
+``/v1/actions?id=..``, ``/v1/servers/actions/{id}``, ``/v1/servers/{id}/actions[/{action_id}]``), SSH keys and
+firewalls (with ``set_rules``, ``apply_to_resources``, ``remove_from_resources``), and the read-only catalogue
+``/v1/locations``, ``/v1/server_types``, ``/v1/images`` (also by ID; images of one name for ``x86`` and ``arm``). No
+``datacenter`` anywhere. Bearer token, the error envelope, the project's token bucket and ``RateLimit-*``/
+``X-Correlation-Id`` headers on every API answer; actions progress lazily on the clock (:mod:`.hetzner.cloud`),
+as fast or as slow as the timing says (:mod:`.hetzner.timing`); ``per_page`` is clamped to 50
+(:mod:`.hetzner.listing`); order of checks and faults in :mod:`.hetzner.api`.
 
 ``/agents/{server_id}/...`` - the agent of each server (SPEC §4, :mod:`.agent.api`): ``GET healthz`` and
 ``POST v1/chat``, configured by the server's cloud-init user data (accepted subset in :mod:`.agent.user_data`).
@@ -25,19 +28,20 @@ The agent echoes the message one ``delta`` per word, reports usage to ``usage_ur
   "message", "started_at", "ended_at", "outcome", "client_disconnected"}]}``. Requests are counted for matched
   ``/v1`` and ``/agents`` routes, faulted ones included. A chat record is added when a stream starts;
   ``ended_at`` is set when it ends, however it ends.
-- ``POST /_sim/reset`` -> the fresh state: no servers, counts, chats or faults, a full bucket, a re-seeded
-  random generator. IDs keep counting, so a stale ID never names a new server.
-- ``PUT /_sim/faults`` with any subset of ``{"hetzner": {"latency_ms", "rate_limit_ratio", "error_ratio",
-  "drop_create_response_ratio", "action_error_ratio"}, "agent": {"token_delay_ms", "down",
-  "fail_mid_stream_ratio"}}`` -> the full current faults; an unknown key or a value out of range -> 422
-  ``{"detail": str}`` (:mod:`.faults`).
+- ``POST /_sim/reset`` -> the fresh state: no servers, SSH keys, firewalls, counts, chats or faults, a full
+  bucket, a re-seeded random generator. IDs keep counting, so a stale ID never names a new resource.
+- ``GET /_sim/faults`` -> the current faults; ``PUT /_sim/faults`` with any subset of ``{"hetzner": {"latency_ms",
+  "rate_limit_ratio", "error_ratio", "unavailable_ratio", "gateway_error_ratio", "drop_create_response_ratio",
+  "placement_error_ratio", "unavailable", "action_error_ratio"}, "agent": {"token_delay_ms", "down",
+  "fail_mid_stream_ratio"}}`` -> the full current faults; an unknown key, a value out of range or a sold-out pair
+  naming an unknown location or server type -> 422 ``{"detail": str}`` (:mod:`.faults`).
 
 Dropped connections (``drop_create_response_ratio``, ``fail_mid_stream_ratio``): under uvicorn the app closes
-the request's TCP transport itself. A dropped create sends not a byte: httpx raises ``RemoteProtocolError``
-("Server disconnected without sending a response"), requests/hcloud raise ``ConnectionError``; the server
-exists all the same. A stream cut after its first ``delta`` ends in the middle of the chunked body: httpx
-raises ``RemoteProtocolError`` while reading. Under a server that hides its transport the app raises instead,
-and that server closes the connection (after a 500 status line when nothing was sent yet).
+the request's TCP transport itself, on asyncio's loop and on uvloop's alike. A dropped create sends not a byte:
+httpx raises ``RemoteProtocolError`` ("Server disconnected without sending a response"), requests/hcloud raise
+``ConnectionError``; the server exists all the same. A stream cut after its first ``delta`` ends in the middle of
+the chunked body: httpx raises ``RemoteProtocolError`` while reading. Under a server that hides its transport the
+app raises instead, and that server closes the connection (after a 500 status line when nothing was sent yet).
 """
 
 from smoke.simulators.app import create_cloud_simulator

@@ -24,6 +24,8 @@ from smoke.simulators.asgi import (
 from smoke.simulators.faults import InvalidFaults, apply_patch
 from smoke.simulators.hetzner.api import handle_hetzner
 from smoke.simulators.hetzner.cloud import IdSequences
+from smoke.simulators.hetzner.rate_limit import DEFAULT_CAPACITY
+from smoke.simulators.hetzner.timing import Timing
 from smoke.simulators.world import SimulatorSettings, World
 
 __all__ = ("CloudSimulator", "create_cloud_simulator")
@@ -32,29 +34,49 @@ __all__ = ("CloudSimulator", "create_cloud_simulator")
 def create_cloud_simulator(
     *,
     token: str = "sim-token",  # noqa: S107 - the documented default of the simulator, not a secret
-    action_seconds: float = 1.0,
-    boot_seconds: float = 1.0,
+    action_seconds: float | None = None,
+    boot_seconds: float | None = None,
     token_delay_ms: int = 20,
     seed: int | None = None,
     clock: Callable[[], float] | None = None,
+    timing: str = "fast",
+    server_limit: int | None = None,
+    rate_limit: int = DEFAULT_CAPACITY,
 ) -> ASGIApp:
     """A new simulated cloud with its own in-memory state (see :mod:`smoke.simulators`).
 
     Args:
         token: the Hetzner API token it accepts.
-        action_seconds: how long each Hetzner action runs.
-        boot_seconds: how long after a server is ``running`` its agent starts answering.
+        action_seconds: how long every Hetzner action runs; None for what ``timing`` says.
+        boot_seconds: how long after a server is ``running`` its agent starts answering; None for ``timing``'s.
         token_delay_ms: pause between two events of a chat stream (fault ``agent.token_delay_ms`` overrides it).
         seed: seed of the random generator behind every fault and generated value; None for an unseeded one.
         clock: UNIX time in seconds; ``time.time`` by default. Actions, boots, timestamps, the rate limit and
             chat records follow it.
+        timing: ``fast`` (every action and boot 1 s) or ``realistic`` (as long as at Hetzner, drawn with jitter;
+            see :mod:`smoke.simulators.hetzner.timing`).
+        server_limit: how many servers the project may have at once (403 ``resource_limit_exceeded`` past it);
+            None for no limit.
+        rate_limit: requests the project's bucket holds, and refills per hour.
 
     Raises:
-        ValueError: an empty token or a negative duration.
+        ValueError: an empty token, a negative duration or limit, an unknown timing or a rate limit below 1.
     """
-    if not token or min(action_seconds, boot_seconds, token_delay_ms) < 0:
-        raise ValueError("the token must not be empty and durations must not be negative")
-    settings = SimulatorSettings(token, action_seconds, boot_seconds, token_delay_ms, seed, clock or time.time)
+    if not token:
+        raise ValueError("the token must not be empty")
+    if token_delay_ms < 0 or (server_limit is not None and server_limit < 0):
+        raise ValueError("durations and the server limit must not be negative")
+    if rate_limit < 1:
+        raise ValueError("the rate limit must allow at least one request an hour")
+    settings = SimulatorSettings(
+        token=token,
+        timing=Timing.named(timing, action_seconds=action_seconds, boot_seconds=boot_seconds),
+        token_delay_ms=token_delay_ms,
+        seed=seed,
+        clock=clock or time.time,
+        server_limit=server_limit,
+        rate_limit=rate_limit,
+    )
     return CloudSimulator(settings)
 
 
@@ -71,6 +93,7 @@ class CloudSimulator:
             [
                 Route("GET", "/_sim/state", self._state),
                 Route("POST", "/_sim/reset", self._reset),
+                Route("GET", "/_sim/faults", self._faults),
                 Route("PUT", "/_sim/faults", self._set_faults),
             ]
         )
@@ -102,6 +125,9 @@ class CloudSimulator:
         """Back to no servers, no actions, no counts, no chats, no faults, a full rate limit and a re-seeded RNG."""
         self._world = World(self._settings, self._ids)
         return JsonResponse(200, self._world.state())
+
+    def _faults(self, _request: Request) -> JsonResponse:
+        return JsonResponse(200, self._world.faults)
 
     def _set_faults(self, request: Request) -> JsonResponse:
         try:

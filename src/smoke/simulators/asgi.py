@@ -25,6 +25,7 @@ __all__ = (
     "HttpError",
     "JsonResponse",
     "NoRoute",
+    "PageResponse",
     "Receive",
     "Request",
     "Response",
@@ -69,6 +70,8 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class JsonResponse:
+    """``body`` encoded as JSON; a 204 is sent without a body (and without ``Content-Type``)."""
+
     status: int
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -76,6 +79,15 @@ class JsonResponse:
     def with_default_headers(self, headers: Mapping[str, str]) -> JsonResponse:
         """This response with ``headers`` added, except those it sets itself."""
         return replace(self, headers={**headers, **self.headers})
+
+
+@dataclass(frozen=True, slots=True)
+class PageResponse:
+    """A response that is not JSON, such as the HTML error page a load balancer sends."""
+
+    status: int
+    content_type: str
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +106,7 @@ class Abort:
     """No response at all: the connection is closed as if the server had crashed."""
 
 
-Response = JsonResponse | EventStream | Abort
+Response = JsonResponse | PageResponse | EventStream | Abort
 
 
 class DropConnection(Exception):
@@ -176,6 +188,8 @@ async def send_response(response: Response, send: Send, receive: Receive) -> Non
     match response:
         case JsonResponse():
             await _send_json(response, send)
+        case PageResponse():
+            await _send_page(response, send)
         case EventStream():
             await _send_event_stream(response, send, receive)
         case Abort():
@@ -183,14 +197,24 @@ async def send_response(response: Response, send: Send, receive: Receive) -> Non
 
 
 async def _send_json(response: JsonResponse, send: Send) -> None:
-    body = msgspec.json.encode(response.body)
+    no_content = response.status == 204
+    body = b"" if no_content else msgspec.json.encode(response.body)
     headers = [
-        (b"content-type", b"application/json"),
+        *([] if no_content else [(b"content-type", b"application/json")]),
         (b"content-length", str(len(body)).encode()),
         *((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()),
     ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_page(response: PageResponse, send: Send) -> None:
+    headers = [
+        (b"content-type", response.content_type.encode("latin-1")),
+        (b"content-length", str(len(response.body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body, "more_body": False})
 
 
 async def _send_event_stream(stream: EventStream, send: Send, receive: Receive) -> None:
@@ -235,12 +259,14 @@ async def _abort_connection(send: Send, receive: Receive) -> None:
     """Close the TCP connection without completing (or even starting) the response.
 
     uvicorn hands the app the ``send`` method of its request cycle, whose ``transport`` we close: the client sees
-    the connection end with no status line, or in the middle of a chunked body. Servers that do not expose their
-    transport get an exception instead, which they answer by closing the connection (after a 500 status line if
-    nothing was sent yet).
+    the connection end with no status line, or in the middle of a chunked body. The transport is recognised by
+    what it does, not by its class: uvloop's transports (``smoke simulate-cloud`` and ``smoke up`` run on uvloop)
+    do not derive from ``asyncio.BaseTransport``. Servers that do not expose their transport get an exception
+    instead, which they answer by closing the connection (after a 500 status line if nothing was sent yet).
     """
     transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if not isinstance(transport, asyncio.BaseTransport):
+    close = getattr(transport, "close", None)
+    if not (callable(close) and callable(getattr(transport, "is_closing", None))):
         raise ConnectionAbortedError("simulated dropped connection")
-    transport.close()
+    close()
     await _wait_for_disconnect(receive)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from smoke.simulators.faults import Faults
 from smoke.simulators.hetzner.cloud import HetznerCloud, IdSequences
 from smoke.simulators.hetzner.rate_limit import TokenBucket
+from smoke.simulators.hetzner.timing import Timing
 
 __all__ = ("ChatRecord", "SimulatorSettings", "World")
 
@@ -19,11 +20,12 @@ class SimulatorSettings:
     """See :func:`smoke.simulators.create_cloud_simulator`."""
 
     token: str
-    action_seconds: float
-    boot_seconds: float
+    timing: Timing
     token_delay_ms: int
     seed: int | None
     clock: Callable[[], float]
+    server_limit: int | None
+    rate_limit: int
 
 
 @dataclass(slots=True)
@@ -59,15 +61,17 @@ class World:
         self.settings = settings
         self.rng = random.Random(settings.seed)
         self.faults = Faults.none(settings.token_delay_ms)
-        self.rate_limit = TokenBucket(settings.clock())
+        self.rate_limit = TokenBucket(settings.clock(), settings.rate_limit)
         self.request_counts: Counter[str] = Counter()
         self.chats: list[ChatRecord] = []
         self.cloud = HetznerCloud(
             clock=settings.clock,
-            action_seconds=settings.action_seconds,
+            timing=settings.timing,
             ids=ids,
             rng=self.rng,
-            action_fails=lambda: self.chance(self.faults.hetzner.action_error_ratio),
+            faults=lambda: self.faults.hetzner,
+            chance=self.chance,
+            server_limit=settings.server_limit,
         )
 
     def chance(self, ratio: float) -> bool:

@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -28,6 +28,7 @@ from smoke.domain.catalog import SEEDED_CATALOG, CatalogSpec
 from smoke.domain.errors import (
     AgentStreamBroken,
     AgentUnavailable,
+    CloudError,
     CloudServerNameTaken,
     CloudTransientError,
     IdempotencyKeyReused,
@@ -39,8 +40,10 @@ from smoke.domain.models import (
     AgentBoot,
     AgentToken,
     ChatEvent,
+    CloudFirewall,
     CloudServer,
     CustomerScope,
+    FirewallRule,
     Instance,
     InstancePage,
     InstanceStatus,
@@ -51,6 +54,7 @@ from smoke.domain.models import (
     Placement,
     PollResult,
     ServerSpec,
+    ServerTypeOffer,
     StatusChange,
     UsageCount,
     UsageEvent,
@@ -288,6 +292,8 @@ class _FakeInstances(InstanceRepository):
         stored = await self.get(instance.id)
         if stored is None:
             raise InstanceNotFound
+        if self._uow.db._row_locks[instance.id] not in self._uow.held:
+            raise AssertionError(f"save of instance {instance.id} without its row lock: a concurrent change is lost")
         self._uow.staged.instances[instance.id] = instance
         if stored.status is not instance.status:
             self._record(instance)
@@ -296,16 +302,12 @@ class _FakeInstances(InstanceRepository):
         await _round_trip()
         if await self.get(instance.id) is None:
             raise InstanceNotFound
-        history = await self.history(instance.id)
+        if self._uow.db._row_locks[instance.id] not in self._uow.held:
+            raise AssertionError(f"note on instance {instance.id} without its row lock: it may interleave a change")
+        history = [c for c in [*self._uow.db.history, *self._uow.staged.history] if c.instance_id == instance.id]
         if not history or (history[-1].status, history[-1].reason) != (instance.status, reason):
             change = StatusChange(instance.id, instance.status, reason, self._uow.db.clock.now())
             self._uow.staged.history.append(change)
-
-    async def history(self, instance_id: UUID) -> list[StatusChange]:
-        await _round_trip()
-        if await self.get(instance_id) is None:
-            return []
-        return [c for c in [*self._uow.db.history, *self._uow.staged.history] if c.instance_id == instance_id]
 
     async def provisioning_since(self, created_before: datetime) -> list[Instance]:
         await _round_trip()
@@ -372,7 +374,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.scope = scope
         self.staged = _Staged(db)
         self.committed = False
-        self._held: list[asyncio.Lock] = []
+        self.held: list[asyncio.Lock] = []
         self.ledger = _FakeLedger(self)
         self.instances = _FakeInstances(self)
         self.credentials = _FakeCredentials(self)
@@ -386,14 +388,14 @@ class FakeUnitOfWork(UnitOfWork):
         return self.db.owners.get(instance_id) == self.scope.customer_id or instance_id in self.staged.ledger
 
     async def hold(self, lock: asyncio.Lock) -> None:
-        if lock not in self._held:
+        if lock not in self.held:
             await lock.acquire()
-            self._held.append(lock)
+            self.held.append(lock)
 
     def release(self) -> None:
-        for lock in self._held:
+        for lock in self.held:
             lock.release()
-        self._held.clear()
+        self.held.clear()
 
 
 class FakeDatabase(Database):
@@ -466,6 +468,13 @@ class FakeInstanceReader(InstanceReader):
         more = len(summaries) > limit
         return InstancePage(page, PageCursor(page[-1].created_at, page[-1].id) if more else None)
 
+    async def recent(self, *, since: datetime, limit: int) -> list[InstanceSummary]:
+        page = await self.page(status=None, limit=len(self.db.ledger) + 1, before=None)
+        return [s for s in page.instances if s.created_at >= since][:limit]
+
+    async def timelines(self, instance_ids: Collection[UUID]) -> dict[UUID, list[StatusChange]]:
+        return {i: events for i in instance_ids if (events := await self.events(i)) is not None}
+
     def _summary(self, entry: LedgerEntry) -> InstanceSummary:
         instance = self._instance(entry.instance_id)
         view = instance.view() if instance else Instance.queued_view(entry.instance_id)
@@ -492,6 +501,8 @@ class FakeInstanceReader(InstanceReader):
 
 
 class FakeUsageEventStore(UsageEventStore):
+    """Usage events in the ``InMemoryDatabase``, on its clock; recorded at once (as the real store commits each)."""
+
     def __init__(self, db: InMemoryDatabase) -> None:
         self.db = db
 
@@ -583,6 +594,14 @@ class FakeCloudProvider(CloudProvider):
     """
 
     def __init__(self, *, polls_until_running: int = 0) -> None:
+        locations = frozenset(SEEDED_CATALOG.regions.values())
+        self.locations: set[str] = set(locations)
+        self.server_types: dict[str, ServerTypeOffer] = {
+            name: ServerTypeOffer(name, "x86", locations) for name in SEEDED_CATALOG.tiers.values()
+        }
+        self.images: set[tuple[str, str]] = {("ubuntu-24.04", "x86"), ("ubuntu-24.04", "arm")}
+        self.ssh_keys: set[str] = set()
+        self.firewalls: dict[int, CloudFirewall] = {}
         self.servers: dict[int, CloudServer] = {}
         self.specs: dict[int, ServerSpec] = {}
         self.deleted: list[int] = []
@@ -612,6 +631,12 @@ class FakeCloudProvider(CloudProvider):
 
     async def create_server(self, spec: ServerSpec) -> CloudServer:
         self._called("create_server")
+        for firewall_id in spec.firewall_ids:
+            if firewall_id not in self.firewalls:
+                raise CloudError("invalid_input", f"firewall with ID '{firewall_id}' not found")
+        for key in spec.ssh_keys:
+            if key not in self.ssh_keys:
+                raise CloudError("invalid_input", f"SSH key '{key}' not found")
         if any(s.name == spec.name for s in self.servers.values()):
             raise CloudServerNameTaken("uniqueness_error", "server name is already used")
         server = self.add_server(spec, "running" if self.polls_until_running == 0 else "initializing")
@@ -644,6 +669,40 @@ class FakeCloudProvider(CloudProvider):
             return False
         self.deleted.append(server_id)
         return True
+
+    async def server_type(self, name: str) -> ServerTypeOffer | None:
+        self._called("server_type")
+        return self.server_types.get(name)
+
+    async def location_exists(self, name: str) -> bool:
+        self._called("location_exists")
+        return name in self.locations
+
+    async def image_exists(self, image: str, architecture: str) -> bool:
+        self._called("image_exists")
+        return (image, architecture) in self.images
+
+    async def ssh_key_exists(self, name_or_id: str) -> bool:
+        self._called("ssh_key_exists")
+        return name_or_id in self.ssh_keys
+
+    async def find_firewalls(self, labels: Mapping[str, str]) -> list[CloudFirewall]:
+        self._called("find_firewalls")
+        return [f for f in self.firewalls.values() if labels.items() <= f.labels.items()]
+
+    async def create_firewall(
+        self, name: str, labels: Mapping[str, str], rules: tuple[FirewallRule, ...]
+    ) -> CloudFirewall:
+        self._called("create_firewall")
+        if any(f.name == name for f in self.firewalls.values()):
+            raise CloudServerNameTaken("uniqueness_error", "firewall name is already used")
+        firewall_id = max(self.firewalls, default=0) + 1
+        self.firewalls[firewall_id] = CloudFirewall(firewall_id, name, dict(labels), rules)
+        return self.firewalls[firewall_id]
+
+    async def set_firewall_rules(self, firewall_id: int, rules: tuple[FirewallRule, ...]) -> None:
+        self._called("set_firewall_rules")
+        self.firewalls[firewall_id] = dataclasses.replace(self.firewalls[firewall_id], rules=rules)
 
     def _called(self, method: str) -> None:
         for check in self.before_waiting:
@@ -709,6 +768,8 @@ class FakeAgentClient(AgentClient):
 
 
 class FakeTokenIssuer(TokenIssuer):
+    """Readable tokens (``agent-token-<instance hex>``) and SHA-256 digests."""
+
     def agent_token(self, instance_id: UUID) -> AgentToken:
         token = f"agent-token-{instance_id.hex}"
         return AgentToken(token, self.digest(token))
@@ -718,6 +779,8 @@ class FakeTokenIssuer(TokenIssuer):
 
 
 class FakeReadinessProbe(ReadinessProbe):
+    """Ready unless a test names what is ``down`` (``database``, ``queue``)."""
+
     def __init__(self) -> None:
         self.down: list[str] = []
 

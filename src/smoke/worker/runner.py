@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import structlog
 from dishka import AsyncContainer
@@ -14,9 +15,10 @@ from saq import CronJob, Queue, Worker
 
 from smoke.observability import JOB_SECONDS, JOBS
 from smoke.settings import Settings
+from smoke.worker.log import JOB_FAILURES_IN_ONE_LINE
 from smoke.worker.tasks import JobContext, cleanup, provision, reconcile
 
-__all__ = ("make_worker", "running_worker")
+__all__ = ("RunningWorker", "make_worker", "running_worker")
 
 logger = logging.getLogger("smoke.worker")
 _FUNCTIONS = (provision, cleanup, reconcile)
@@ -32,8 +34,10 @@ def make_worker(
 ) -> Worker[JobContext]:
     """A worker for ``queue`` whose jobs resolve their services from ``container``.
 
-    ``sweep_seconds`` bounds how late a job whose worker died is noticed (then it is retried).
+    ``sweep_seconds`` bounds how late a job whose worker died is noticed (then it is retried). A job failing with a
+    ``SmokeError`` is logged in one line (``smoke.worker.log``).
     """
+    logging.getLogger("saq").addFilter(JOB_FAILURES_IN_ONE_LINE)
 
     async def start(ctx: JobContext) -> None:
         ctx["container"] = container
@@ -68,18 +72,33 @@ def make_worker(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RunningWorker:
+    """A worker started by ``running_worker``; ``alive`` until its loop ended (stopped, or failed)."""
+
+    task: asyncio.Task[None]
+
+    @property
+    def alive(self) -> bool:
+        return not self.task.done()
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     container: AsyncContainer, settings: Settings, *, concurrency: int = 10
-) -> AsyncIterator[None]:
-    """A worker on the container's queue, as a task of the running loop; signals stay with the caller."""
+) -> AsyncIterator[RunningWorker]:
+    """A worker on the container's queue, as a task of the running loop; signals stay with the caller.
+
+    Raises:
+        StorageUnavailable: the queue cannot be reached (the worker does not start).
+    """
     worker = make_worker(
         container, await container.get(Queue), concurrency=concurrency, sweep_seconds=settings.queue_sweep_seconds
     )
     worker.SIGNALS = []
     task = asyncio.create_task(worker.start())
     try:
-        yield
+        yield RunningWorker(task)
     finally:
         await worker.stop()
         with contextlib.suppress(asyncio.CancelledError):

@@ -69,7 +69,7 @@ async def test_an_instance_that_is_not_running_is_409(
 
     response = await client.post(f"{SMOKE}/instances/{instance.id}/chat", json={"message": "hi"})
 
-    assert response.status_code == 409
+    assert (response.status_code, response.json()) == (409, {"detail": f"Instance is {instance.status}, not running"})
     assert fakes.agents.turns == []
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from dishka import Provider, Scope, provide
 
 from smoke.api import create_app
 from smoke.bootstrap import make_container
@@ -32,14 +31,9 @@ async def test_the_document_lists_the_seeded_catalog_ids_as_enums(client: httpx.
     }
 
 
-class ConfiguredCatalog(Provider):
-    @provide(scope=Scope.APP)
-    def catalog(self) -> CatalogSpec:
-        return CatalogSpec({"gpu-agent": Manifest("gpu-agent", "snapshot-1")}, {"eu": "fsn1"}, {"xl": "cpx52"})
-
-
-async def test_the_document_lists_the_catalog_the_container_provides(fakes: FakeAdaptersProvider) -> None:
-    app = create_app(make_container(Settings(ops_bearer_token=TOKEN), fakes, ConfiguredCatalog()))
+async def test_the_document_lists_the_configured_catalog(fakes: FakeAdaptersProvider) -> None:
+    catalog = CatalogSpec({"gpu-agent": Manifest("gpu-agent", "snapshot-1")}, {"eu": "fsn1"}, {"xl": "cpx52"})
+    app = create_app(make_container(Settings(ops_bearer_token=TOKEN, catalog=catalog), fakes))
     async with running(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
         document = (await c.get("/schema/openapi.json")).json()
 

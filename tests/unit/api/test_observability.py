@@ -7,9 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from saq import Job
 
-from smoke.domain.errors import CloudTransientError, StorageUnavailable
 from smoke.observability import configure_logging
 from smoke.testing.fakes import FakeInstanceReader
 from tests.unit.api.conftest import SMOKE
@@ -118,55 +116,6 @@ async def test_an_unexpected_error_on_a_hostile_path_is_logged_escaped(
     assert response.status_code == 500
     assert "unhandled error on GET /internal/v1/smoke/instances/by-key/a\\r\\nforged\\x1b[31m\\u2028" in first
     assert all(line.startswith("  ") for line in traceback)
-
-
-def a_job(attempts: int, retries: int = 5) -> Job:
-    return Job("provision", key="provision:3f2a", retries=retries, attempts=attempts)
-
-
-@pytest.mark.parametrize(
-    ("job", "error", "line"),
-    [
-        (
-            a_job(1),
-            StorageUnavailable("queue unavailable: OSError"),
-            "[warning  ] job provision:3f2a failed (attempt 1 of 5, retried): StorageUnavailable: queue unavailable: "
-            "OSError",
-        ),
-        (
-            a_job(5),
-            CloudTransientError("rate_limit_exceeded", "limit reached", provider="Hetzner"),
-            "[error    ] job provision:3f2a failed (attempt 5 of 5, not retried): Hetzner: rate_limit_exceeded: "
-            "limit reached",
-        ),
-    ],
-)
-def test_a_job_failing_with_a_smoke_error_is_one_line_naming_the_job_and_the_error(
-    restore_logging: None, capsys: pytest.CaptureFixture[str], job: Job, error: Exception, line: str
-) -> None:
-    configure_logging("INFO", "console")
-
-    try:
-        raise error
-    except Exception:
-        logging.getLogger("saq").exception("Error processing job %s", job)  # what saq's worker logs
-
-    output = capsys.readouterr().err
-    assert output.count("\n") == 1
-    assert line in output
-
-
-def test_a_job_failing_with_anything_else_keeps_its_traceback(
-    restore_logging: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    configure_logging("INFO", "console")
-
-    try:
-        raise KeyError("a bug")
-    except KeyError:
-        logging.getLogger("saq").exception("Error processing job %s", a_job(1))
-
-    assert "Traceback (most recent call last):" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

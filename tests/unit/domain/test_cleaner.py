@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from smoke.domain.errors import CloudError, CloudTransientError
-from smoke.domain.models import InstanceStatus
+from smoke.domain.models import InstanceStatus, ServerSpec
 from smoke.domain.services import Cleaner
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.unit.conftest import OTHER, plant_instance
@@ -64,3 +64,30 @@ async def test_another_customers_deleting_instance_is_never_cleaned(
     assert await cleaner.clean(theirs.id) is None
     assert theirs.provider_server_id in fakes.cloud.servers
     assert fakes.db.instances[theirs.id] == theirs
+
+
+async def test_a_recorded_server_without_its_labels_is_deleted_by_its_id(
+    cleaner: Cleaner, fakes: FakeAdaptersProvider
+) -> None:
+    instance = plant_instance(fakes, deleted=True, with_server=False)
+    spec = ServerSpec(instance.hostname, "cpx22", "ubuntu-24.04", "fsn1", {}, "")  # labels lost
+    server = fakes.cloud.add_server(spec)
+    fakes.db.instances[instance.id] = instance.with_server(server)
+
+    assert await cleaner.clean(instance.id) is InstanceStatus.DELETED
+    assert fakes.cloud.servers == {}
+
+
+async def test_a_refused_cleanup_is_noted_and_raised_for_the_worker_to_log_once(
+    cleaner: Cleaner, fakes: FakeAdaptersProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    instance = plant_instance(fakes, deleted=True)
+    fakes.cloud.fail_next("delete_server", CloudError("protected", "delete protection is on", provider="Hetzner"))
+
+    with pytest.raises(CloudError):
+        await cleaner.clean(instance.id)
+
+    assert caplog.records == []  # the worker's one line names the job, the attempt and this reason
+    assert [c.reason for c in fakes.db.history if c.instance_id == instance.id] == [
+        "cleanup failed, retrying: Hetzner: protected: delete protection is on"
+    ]

@@ -47,7 +47,7 @@ async def test_repeating_delete_answers_the_current_status_and_queues_nothing(
 
     receipt = await deleter.delete(instance.id)
 
-    assert receipt.status is InstanceStatus.DELETING
+    assert (receipt.instance_id, receipt.status) == (instance.id, InstanceStatus.DELETING)
     assert fakes.queue.enqueued == queued
     assert fakes.db.instances[instance.id].hostname.endswith(str(int(fakes.db.clock.now().timestamp()) - 5))
 
@@ -57,9 +57,12 @@ async def test_delete_before_the_worker_inserted_the_row_inserts_it_already_dele
 ) -> None:
     entry = plant_request(fakes)
 
+    fakes.db.clock.advance(5)
     await deleter.delete(entry.instance_id)
 
-    assert fakes.db.instances[entry.instance_id].is_deleted
+    inserted = fakes.db.instances[entry.instance_id]
+    assert inserted.is_deleted
+    assert inserted.created_at == fakes.db.clock.now()
     assert cleanup_task_id(entry.instance_id) in fakes.queue.pending
 
 

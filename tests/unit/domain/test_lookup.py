@@ -106,3 +106,15 @@ async def test_a_listed_instance_says_how_long_it_took_to_run(
     [summary] = (await lookup.page()).instances
 
     assert (summary.status, summary.provision_seconds) == (InstanceStatus.RUNNING, 7.0)
+
+
+async def test_a_page_holds_fifty_instances_unless_asked_otherwise(
+    lookup: InstanceLookup, fakes: FakeAdaptersProvider
+) -> None:
+    for n in range(51):
+        plant_instance(fakes, at=fakes.db.clock.now() + timedelta(seconds=n))
+
+    page = await lookup.page()
+
+    assert len(page.instances) == 50
+    assert page.next_before is not None

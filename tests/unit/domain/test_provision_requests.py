@@ -6,7 +6,7 @@ import pytest
 
 from smoke.domain.errors import IdempotencyKeyReused, LiveInstanceCapReached, StorageUnavailable, UnknownCatalogEntry
 from smoke.domain.models import InstanceStatus, provision_task_id
-from smoke.domain.services import ProvisionRequests
+from smoke.domain.services import Provisioner, ProvisionRequests
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.unit.conftest import OTHER, SCOPE, a_request, plant_instance, plant_request
 
@@ -101,7 +101,7 @@ async def test_the_live_instance_cap_refuses_a_new_key_and_records_nothing(
     for n in range(3):
         await requests.submit(a_request(f"key-{n}"))
 
-    with pytest.raises(LiveInstanceCapReached):
+    with pytest.raises(LiveInstanceCapReached, match=r"^Live-instance cap reached: 3 smoke instances are not deleted"):
         await requests.submit(a_request("one-too-many"))
 
     assert len(fakes.db.ledger) == 3
@@ -146,3 +146,15 @@ async def test_another_customers_requests_neither_count_against_the_cap_nor_answ
 
     assert receipt.instance_id != theirs[0].instance_id
     assert all(fakes.db.ledger[entry.instance_id] == entry for entry in theirs)
+
+
+async def test_replay_of_a_request_whose_instance_exists_queues_nothing(
+    requests: ProvisionRequests, provisioner: Provisioner, fakes: FakeAdaptersProvider
+) -> None:
+    first = await requests.submit(a_request())
+    await provisioner.provision(first.instance_id)
+    fakes.queue.finish(first.task_id)
+
+    await requests.submit(a_request())
+
+    assert fakes.queue.enqueued == [first.task_id]

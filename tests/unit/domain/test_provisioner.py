@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from smoke.domain.errors import CloudError, CloudTransientError
+from smoke.domain.errors import CloudError, CloudServerNameTaken, CloudTransientError
 from smoke.domain.models import CloudServer, Instance, InstanceStatus, ServerSpec
 from smoke.domain.services import Deleter, Provisioner
 from smoke.testing.providers import FakeAdaptersProvider
@@ -259,3 +259,112 @@ async def test_failing_another_customers_instance_changes_nothing(
 
     assert fakes.db.instances[theirs.id] == theirs
     assert theirs.provider_server_id in fakes.cloud.servers
+
+
+@pytest.mark.parametrize("status", [InstanceStatus.RUNNING, InstanceStatus.FAILED])
+async def test_an_instance_past_provisioning_is_left_as_it_is(
+    provisioner: Provisioner, fakes: FakeAdaptersProvider, status: InstanceStatus
+) -> None:
+    instance = plant_instance(fakes, status=status)
+    calls = list(fakes.cloud.calls)
+
+    assert await provisioner.provision(instance.id) is status
+    assert fakes.cloud.calls == calls
+    assert fakes.db.instances[instance.id] == instance
+
+
+async def test_a_recorded_server_is_used_again_without_a_lookup_or_a_create(
+    provisioner: Provisioner, fakes: FakeAdaptersProvider
+) -> None:
+    instance = plant_instance(fakes, status=InstanceStatus.PROVISIONING)
+
+    assert await provisioner.provision(instance.id) is InstanceStatus.RUNNING
+    assert "find_servers" not in fakes.cloud.calls
+    assert "create_server" not in fakes.cloud.calls
+
+
+async def test_a_server_that_disappears_while_provisioning_fails_it_with_that_reason(
+    provisioner: Provisioner, fakes: FakeAdaptersProvider
+) -> None:
+    instance_id = plant_request(fakes).instance_id
+    original = fakes.cloud.get_server
+
+    async def vanished(server_id: int) -> CloudServer | None:
+        await original(server_id)
+        return None
+
+    fakes.cloud.get_server = vanished  # type: ignore[method-assign]
+
+    assert await provisioner.provision(instance_id) is InstanceStatus.FAILED
+    reason = fakes.db.instances[instance_id].failure_reason
+    assert reason == "cloud: not_found: the server disappeared while provisioning"
+
+
+async def test_a_server_left_off_fails_with_the_reason_that_its_action_failed(
+    provisioner: Provisioner, fakes: FakeAdaptersProvider
+) -> None:
+    instance_id = plant_request(fakes).instance_id
+    original = fakes.cloud.get_server
+
+    async def off(server_id: int) -> CloudServer | None:
+        server = await original(server_id)
+        return None if server is None else CloudServer(server.id, server.name, "off", server.labels, server.ipv4)
+
+    fakes.cloud.get_server = off  # type: ignore[method-assign]
+
+    await provisioner.provision(instance_id)
+
+    assert fakes.db.instances[instance_id].failure_reason == (
+        "cloud: action_failed: the server is off: its create or start action failed"
+    )
+
+
+async def test_a_name_taken_by_no_server_is_retried_later(
+    provisioner: Provisioner, fakes: FakeAdaptersProvider
+) -> None:
+    instance_id = plant_request(fakes).instance_id
+    fakes.cloud.fail_next("create_server", CloudServerNameTaken("uniqueness_error", "server name is already used"))
+
+    with pytest.raises(CloudTransientError) as raised:
+        await provisioner.provision(instance_id)
+
+    assert (raised.value.code, raised.value.message) == ("uniqueness_error", "server name taken but no such server")
+    assert fakes.db.instances[instance_id].status is InstanceStatus.PROVISIONING
+
+
+async def test_an_invalid_input_that_is_not_about_the_firewall_fails_at_once(
+    provisioner: Provisioner, fakes: FakeAdaptersProvider
+) -> None:
+    instance_id = plant_request(fakes).instance_id
+    error = CloudError("invalid_input", "invalid input in field 'image'", provider="Hetzner")
+    fakes.cloud.fail_next("create_server", error)
+
+    assert await provisioner.provision(instance_id) is InstanceStatus.FAILED
+    assert fakes.db.instances[instance_id].failure_reason == "Hetzner: invalid_input: invalid input in field 'image'"
+
+
+async def test_a_failed_provision_is_one_warning_line_with_its_reason(
+    provisioner: Provisioner, fakes: FakeAdaptersProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    instance_id = plant_request(fakes).instance_id
+    fakes.cloud.fail_next("create_server", CloudError("placement_error", "error during placement", provider="Hetzner"))
+
+    await provisioner.provision(instance_id)
+
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"provision of {instance_id} failed: Hetzner: placement_error: error during placement")
+    ]
+
+
+async def test_a_server_the_cloud_will_not_delete_is_one_warning_line(
+    provisioner: Provisioner, fakes: FakeAdaptersProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    instance = plant_instance(fakes, status=InstanceStatus.PROVISIONING)
+    fakes.cloud.fail_next("delete_server", CloudError("protected", "delete protection is on"))
+
+    await provisioner.fail(instance.id, "given up")
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not delete the server of failed {instance.id} (reconcile will): delete protection is on (protected)",
+        f"provision of {instance.id} failed: given up",
+    ]

@@ -4,7 +4,9 @@ import dataclasses
 import uuid
 from datetime import timedelta
 
-from smoke.domain.errors import CloudError
+import pytest
+
+from smoke.domain.errors import CloudError, StorageUnavailable
 from smoke.domain.models import InstanceStatus, ServerSpec, cleanup_task_id, provision_task_id
 from smoke.domain.services import Deleter, Provisioner, Reconciler
 from smoke.testing.providers import FakeAdaptersProvider
@@ -182,3 +184,78 @@ async def test_another_customers_rows_and_servers_are_left_exactly_as_they_were(
     assert (fakes.db.instances, fakes.cloud.servers) == (rows, servers)
     assert (fakes.db.ledger, fakes.db.history) == (ledger, history)
     assert fakes.queue.enqueued == []
+
+
+async def test_only_requests_older_than_the_grace_count_as_lost_each_counted(
+    reconciler: Reconciler, fakes: FakeAdaptersProvider
+) -> None:
+    now = fakes.db.clock.now()
+    lost = [plant_request(fakes, at=now - timedelta(seconds=61)) for _ in range(2)]
+    fresh = plant_request(fakes, at=now - timedelta(seconds=30))
+
+    report = await reconciler.reconcile()
+
+    assert report.requeued_provisions == 2
+    assert set(fakes.queue.pending) == {provision_task_id(e.instance_id) for e in lost}
+    assert provision_task_id(fresh.instance_id) not in fakes.queue.pending
+
+
+async def test_young_provisions_get_their_job_again_and_stale_ones_fail_each_counted(
+    reconciler: Reconciler, fakes: FakeAdaptersProvider
+) -> None:
+    now = fakes.db.clock.now()
+    young = plant_instance(fakes, status=InstanceStatus.PROVISIONING, at=now - timedelta(seconds=59))
+    stale = [plant_instance(fakes, status=InstanceStatus.PROVISIONING, at=now - timedelta(seconds=61)) for _ in "ab"]
+
+    report = await reconciler.reconcile()
+
+    assert report.failed_provisions == 2
+    assert [fakes.db.instances[i.id].failure_reason for i in stale] == ["not running after 60 s"] * 2
+    assert fakes.db.instances[young.id].status is InstanceStatus.PROVISIONING
+    assert provision_task_id(young.id) in fakes.queue.pending
+
+
+async def test_expired_and_deleting_instances_are_each_counted(
+    reconciler: Reconciler, deleter: Deleter, fakes: FakeAdaptersProvider
+) -> None:
+    for _ in range(2):
+        plant_instance(fakes, at=fakes.db.clock.now() - LONG_AGO)
+    for _ in range(3):
+        await deleter.delete(plant_instance(fakes).id)
+    fakes.queue.pending.clear()
+
+    report = await reconciler.reconcile()
+
+    assert (report.expired_instances, report.requeued_cleanups) == (2, 5)
+
+
+async def test_a_queue_that_fails_costs_one_line_and_one_error_per_item(
+    reconciler: Reconciler, fakes: FakeAdaptersProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = plant_request(fakes, at=fakes.db.clock.now() - LONG_AGO)
+    other = plant_request(fakes, at=fakes.db.clock.now() - LONG_AGO)
+    fakes.queue.fail_next(StorageUnavailable("queue unavailable: ConnectionError"))
+
+    report = await reconciler.reconcile()
+
+    assert (report.errors, report.requeued_provisions) == (1, 1)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reconcile could not")]
+    assert line in {
+        f"reconcile could not re-queue provision {i}: queue unavailable: ConnectionError"
+        for i in (entry.instance_id, other.instance_id)
+    }
+
+
+async def test_a_step_that_cannot_read_is_one_line_and_the_pass_goes_on(
+    reconciler: Reconciler, fakes: FakeAdaptersProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="smoke.reconcile")
+    fakes.cloud.fail_next("find_servers", CloudError("unauthorized", "unable to authenticate", provider="Hetzner"))
+
+    report = await reconciler.reconcile()
+
+    assert report.errors == 1
+    assert "reconcile could not collect orphans and ghosts: unable to authenticate (unauthorized)" in [
+        r.getMessage() for r in caplog.records
+    ]
+    assert caplog.records[-1].getMessage() == f"reconciled: {report}"

@@ -12,6 +12,7 @@ driver exception leaves the adapter or hangs off a raised error as its cause or 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -25,14 +26,25 @@ from smoke.adapters.hetzner.retry import Failure, RetryPolicy, response_failure,
 from smoke.adapters.hetzner.wire import (
     ActionEnvelope,
     ActionJson,
+    CreateFirewallRequest,
     CreateServerRequest,
     CreateServerResponse,
+    FirewallEnvelope,
+    FirewallJson,
+    FirewallList,
+    FirewallRef,
+    FirewallRuleJson,
+    ImageList,
+    LocationList,
     ServerEnvelope,
     ServerJson,
     ServerList,
+    ServerTypeList,
+    SetRulesRequest,
+    SshKeyList,
 )
 from smoke.domain.errors import CloudError, CloudTransientError
-from smoke.domain.models import CloudServer, ServerSpec
+from smoke.domain.models import CloudFirewall, CloudServer, FirewallRule, ServerSpec, ServerTypeOffer
 from smoke.domain.ports import CloudProvider
 
 __all__ = ("HetznerCloudProvider", "hetzner_client")
@@ -40,6 +52,11 @@ __all__ = ("HetznerCloudProvider", "hetzner_client")
 logger = logging.getLogger("smoke.hetzner")
 
 PER_PAGE = 50
+IDEMPOTENT_RETRIES = frozenset({"unavailable"})
+"""503 ``unavailable``: the official clients give up; a read or a rule update is safe to repeat, so it is retried."""
+IDEMPOTENT_DELETE_RETRIES = frozenset({"unavailable", "locked"})
+"""A delete meets ``locked`` while another action runs on the server (its create, say): it is retried, as Terraform
+retries ``locked`` where it knows repeating is safe."""
 T = TypeVar("T")
 QueryParams = Mapping[str, str | int]
 
@@ -99,12 +116,15 @@ class HetznerCloudProvider(CloudProvider):
         body = CreateServerRequest(
             name=spec.name,
             server_type=spec.server_type,
-            image=spec.image,
+            image=_name_or_id(spec.image),
             location=spec.location,
             labels=dict(spec.labels),
             user_data=spec.user_data,
+            start_after_create=True,
+            ssh_keys=[_name_or_id(key) for key in spec.ssh_keys],
+            firewalls=[FirewallRef(firewall_id) for firewall_id in spec.firewall_ids],
         )
-        response = await self._send("POST", "/servers", body=msgspec.json.encode(body))
+        response = await self._send("POST", "/servers", body=msgspec.json.encode(body), also_retried=frozenset())
         return _cloud_server(_decode(response, CreateServerResponse).server)
 
     async def get_server(self, server_id: int) -> CloudServer | None:
@@ -121,7 +141,7 @@ class HetznerCloudProvider(CloudProvider):
         """``GET /servers?label_selector=k1=v1,k2=v2`` (sorted ``k=v`` terms, as hcloud-go builds them), every page."""
         params: dict[str, str | int] = {"per_page": PER_PAGE}
         if labels:
-            params["label_selector"] = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+            params["label_selector"] = _selector(labels)
         servers: list[CloudServer] = []
         page: int | None = 1
         while page is not None:
@@ -142,12 +162,65 @@ class HetznerCloudProvider(CloudProvider):
             CloudTransientError: the action was still running after ``action_timeout`` seconds.
         """
         try:
-            response = await self._send("DELETE", f"/servers/{server_id}")
+            response = await self._send("DELETE", f"/servers/{server_id}", also_retried=IDEMPOTENT_DELETE_RETRIES)
         except CloudError as exc:
             if exc.code == "not_found":
                 return False
             raise
         await self._wait_for(_decode(response, ActionEnvelope).action)
+        return True
+
+    async def server_type(self, name: str) -> ServerTypeOffer | None:
+        """``GET /server_types?name=``; orderable where its ``locations`` entry is not ``available: false``."""
+        listing = _decode(await self._send("GET", "/server_types", params={"name": name}), ServerTypeList)
+        found = next((t for t in listing.server_types if t.name == name), None)
+        if found is None:
+            return None
+        orderable = frozenset(loc.name for loc in found.locations if loc.available)
+        return ServerTypeOffer(found.name, found.architecture, orderable)
+
+    async def location_exists(self, name: str) -> bool:
+        listing = _decode(await self._send("GET", "/locations", params={"name": name}), LocationList)
+        return any(location.name == name for location in listing.locations)
+
+    async def image_exists(self, image: str, architecture: str) -> bool:
+        """By name: ``GET /images?name=&architecture=``; a numeric id (a snapshot): ``GET /images/{id}``."""
+        if image.isdigit():
+            return await self._exists(f"/images/{image}")
+        params = {"name": image, "architecture": architecture, "include_deprecated": "true"}
+        listing = _decode(await self._send("GET", "/images", params=params), ImageList)
+        return any(found.name == image for found in listing.images)
+
+    async def ssh_key_exists(self, name_or_id: str) -> bool:
+        if name_or_id.isdigit():
+            return await self._exists(f"/ssh_keys/{name_or_id}")
+        listing = _decode(await self._send("GET", "/ssh_keys", params={"name": name_or_id}), SshKeyList)
+        return any(key.name == name_or_id for key in listing.ssh_keys)
+
+    async def find_firewalls(self, labels: Mapping[str, str]) -> list[CloudFirewall]:
+        params: dict[str, str | int] = {"label_selector": _selector(labels), "per_page": PER_PAGE}
+        listing = _decode(await self._send("GET", "/firewalls", params=params), FirewallList)
+        return [_cloud_firewall(firewall) for firewall in listing.firewalls]
+
+    async def create_firewall(
+        self, name: str, labels: Mapping[str, str], rules: tuple[FirewallRule, ...]
+    ) -> CloudFirewall:
+        body = CreateFirewallRequest(name=name, labels=dict(labels), rules=[_rule_json(rule) for rule in rules])
+        response = await self._send("POST", "/firewalls", body=msgspec.json.encode(body), also_retried=frozenset())
+        return _cloud_firewall(_decode(response, FirewallEnvelope).firewall)
+
+    async def set_firewall_rules(self, firewall_id: int, rules: tuple[FirewallRule, ...]) -> None:
+        """``POST /firewalls/{id}/actions/set_rules``; the actions that apply them to servers are not waited for."""
+        body = SetRulesRequest(rules=[_rule_json(rule) for rule in rules])
+        await self._send("POST", f"/firewalls/{firewall_id}/actions/set_rules", body=msgspec.json.encode(body))
+
+    async def _exists(self, path: str) -> bool:
+        try:
+            await self._send("GET", path)
+        except CloudError as exc:
+            if exc.code == "not_found":
+                return False
+            raise
         return True
 
     async def _wait_for(self, action: ActionJson) -> None:
@@ -165,15 +238,27 @@ class HetznerCloudProvider(CloudProvider):
             raise CloudError(error.code if error else "action_failed", error.message if error else action.status)
 
     async def _send(
-        self, method: str, path: str, *, params: QueryParams | None = None, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: QueryParams | None = None,
+        body: bytes | None = None,
+        also_retried: frozenset[str] = IDEMPOTENT_RETRIES,
     ) -> httpx.Response:
-        """Send with the retry policy; return the first 2xx answer, raise the domain error of the last failure."""
+        """Send with the retry policy; return the first 2xx answer, raise the domain error of the last failure.
+
+        ``also_retried``: API codes retried here beyond the official clients' policy, where this request is safe to
+        repeat (by default ``unavailable`` for reads; ``locked`` too for a delete; nothing for a create).
+        """
         target = str(httpx.URL(path, params=params))
         retry = 0
         while True:
             outcome = await self._attempt(method, path, params, body, target)
             if isinstance(outcome, httpx.Response):
                 return outcome
+            if outcome.code in also_retried:
+                outcome = dataclasses.replace(outcome, retryable=True)
             if not outcome.retryable or retry >= self._retry.max_retries:
                 raise outcome.error(attempts=retry + 1)
             wait = self._retry.wait(retry, outcome)
@@ -218,6 +303,31 @@ def _decode(response: httpx.Response, type_: type[T]) -> T:
         request = response.request
         message = f"unexpected answer to {request.method} {request.url.path}: {exc}"
         raise CloudError("invalid_response", message) from None
+
+
+def _selector(labels: Mapping[str, str]) -> str:
+    """``k1=v1,k2=v2`` with the terms sorted, as hcloud-go builds them."""
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _name_or_id(reference: str) -> str | int:
+    """The API takes images and SSH keys by name or by numeric id."""
+    return int(reference) if reference.isdigit() else reference
+
+
+def _rule_json(rule: FirewallRule) -> FirewallRuleJson:
+    return FirewallRuleJson(
+        direction="in", protocol="tcp", port=str(rule.port), source_ips=list(rule.source_ips), description="smoke agent"
+    )
+
+
+def _cloud_firewall(firewall: FirewallJson) -> CloudFirewall:
+    rules = tuple(
+        FirewallRule(int(rule.port), tuple(rule.source_ips))
+        for rule in firewall.rules
+        if rule.direction == "in" and rule.protocol == "tcp" and rule.port is not None and rule.port.isdigit()
+    )
+    return CloudFirewall(firewall.id, firewall.name, dict(firewall.labels), rules)
 
 
 def _cloud_server(server: ServerJson) -> CloudServer:

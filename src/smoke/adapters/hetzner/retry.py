@@ -30,6 +30,8 @@ from smoke.domain.errors import CloudError, CloudServerNameTaken, CloudTransient
 
 __all__ = ("Failure", "RetryPolicy", "response_failure", "transport_failure")
 
+PROVIDER = "Hetzner"
+REFUSED_TOKEN_CODES = frozenset({"unauthorized", "token_readonly", "forbidden"})
 RETRYABLE_CODES = frozenset({"rate_limit_exceeded", "conflict", "bad_gateway", "timeout"})
 RETRYABLE_BARE_STATUSES = frozenset({502, 504})
 RETRYABLE_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -55,10 +57,13 @@ class Failure:
     def error(self, attempts: int) -> CloudError:
         """The domain error for giving up after ``attempts`` tries, the last of which failed like this."""
         if self.retryable:
-            return CloudTransientError(self.code, f"{self.message}; gave up after {attempts} attempts")
+            message = f"{self.message}; gave up after {attempts} attempts"
+            return CloudTransientError(self.code, message, provider=PROVIDER)
         if self.code == "uniqueness_error":
-            return CloudServerNameTaken(self.code, self.message)
-        return CloudError(self.code, self.message)
+            return CloudServerNameTaken(self.code, self.message, provider=PROVIDER)
+        if self.code in REFUSED_TOKEN_CODES:
+            return CloudError(self.code, f"{self.message}: the API token was refused", provider=PROVIDER)
+        return CloudError(self.code, self.message, provider=PROVIDER)
 
 
 def response_failure(response: httpx.Response) -> Failure:

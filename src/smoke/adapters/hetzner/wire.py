@@ -16,16 +16,93 @@ __all__ = (
 )
 
 
-class CreateServerRequest(msgspec.Struct, frozen=True):
-    """``POST /servers``. ``location`` only: ``datacenter`` is removed from the API."""
+class FirewallRef(msgspec.Struct, frozen=True):
+    firewall: int
+
+
+class CreateServerRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    """``POST /servers``. ``location`` only: ``datacenter`` is removed from the API. Empty lists are left out."""
 
     name: str
     server_type: str
-    image: str
+    image: str | int
     location: str
     labels: dict[str, str]
     user_data: str
-    start_after_create: bool = True
+    start_after_create: bool
+    ssh_keys: list[str | int] = []
+    firewalls: list[FirewallRef] = []
+
+
+class ServerTypeLocationJson(msgspec.Struct, frozen=True):
+    name: str
+    available: bool = True
+    """Inferred: not every copy of the docs shows it; absent means orderable."""
+
+
+class ServerTypeJson(msgspec.Struct, frozen=True):
+    name: str
+    architecture: str = "x86"
+    locations: list[ServerTypeLocationJson] = []
+    deprecated: bool | None = None
+
+
+class ServerTypeList(msgspec.Struct, frozen=True):
+    server_types: list[ServerTypeJson]
+
+
+class NamedJson(msgspec.Struct, frozen=True):
+    """Any resource of which only the id and name are read (locations, images, SSH keys)."""
+
+    id: int
+    name: str | None = None
+
+
+class LocationList(msgspec.Struct, frozen=True):
+    locations: list[NamedJson]
+
+
+class ImageList(msgspec.Struct, frozen=True):
+    images: list[NamedJson]
+
+
+class SshKeyList(msgspec.Struct, frozen=True):
+    ssh_keys: list[NamedJson]
+
+
+class FirewallRuleJson(msgspec.Struct, frozen=True, omit_defaults=True):
+    direction: str
+    protocol: str
+    port: str | None = None
+    source_ips: list[str] = []
+    destination_ips: list[str] = []
+    description: str | None = None
+
+
+class FirewallJson(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    labels: dict[str, str] = {}
+    rules: list[FirewallRuleJson] = []
+
+
+class FirewallEnvelope(msgspec.Struct, frozen=True):
+    firewall: FirewallJson
+
+
+class FirewallList(msgspec.Struct, frozen=True):
+    firewalls: list[FirewallJson]
+    meta: MetaJson | None = None
+
+
+class CreateFirewallRequest(msgspec.Struct, frozen=True):
+    name: str
+    labels: dict[str, str]
+    rules: list[FirewallRuleJson]
+
+
+class SetRulesRequest(msgspec.Struct, frozen=True):
+    rules: list[FirewallRuleJson]
 
 
 class Ipv4Json(msgspec.Struct, frozen=True):

@@ -7,6 +7,8 @@ Smoke Poll and Smoke Llm Events read here. Like the write side, the reader is bo
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -51,17 +53,32 @@ _HISTORY = (
     "SELECT h.status, h.reason, h.created_at FROM instance_status_history h JOIN instances i ON i.id = h.instance_id "
     "WHERE h.instance_id = $1 AND i.customer_id = $2 ORDER BY h.id"
 )
-_PAGE = """
+_SUMMARIES = """
 SELECT l.instance_id AS id, l.manifest_id, l.region_id, l.tier_id, l.created_at,
        i.hostname, coalesce(i.status, 'queued') AS status, i.deleted_at, i.failure_reason,
        (SELECT min(h.created_at) FROM instance_status_history h
          WHERE h.instance_id = l.instance_id AND h.status = 'running') AS running_at
 FROM provision_ledger l LEFT JOIN instances i ON i.id = l.instance_id AND i.customer_id = l.customer_id
 WHERE l.customer_id = $1
-  AND ($2::text IS NULL OR coalesce(i.status, 'queued') = $2)
+"""
+_PAGE = (
+    _SUMMARIES
+    + """  AND ($2::text IS NULL OR coalesce(i.status, 'queued') = $2)
   AND ($3::timestamptz IS NULL OR (l.created_at, l.instance_id) < ($3, $4::uuid))
 ORDER BY l.created_at DESC, l.instance_id DESC
 LIMIT $5
+"""
+)
+_RECENT = _SUMMARIES + "  AND l.created_at >= $2 ORDER BY l.created_at DESC, l.instance_id DESC LIMIT $3"
+# A timeline starts with the acceptance of the request (ledger, seq 0), then the status history in its order.
+_TIMELINES = """
+SELECT instance_id, 'queued' AS status, NULL AS reason, created_at, 0::bigint AS seq
+FROM provision_ledger WHERE customer_id = $1 AND instance_id = ANY($2::uuid[])
+UNION ALL
+SELECT h.instance_id, h.status, h.reason, h.created_at, h.id
+FROM instance_status_history h JOIN instances i ON i.id = h.instance_id
+WHERE h.instance_id = ANY($2::uuid[]) AND i.customer_id = $1
+ORDER BY seq
 """
 _RECORD = (
     "INSERT INTO llm_usage_events (instance_id, request_id, provider, model, input_tokens, output_tokens) "
@@ -132,6 +149,18 @@ class AsyncpgInstanceReader(InstanceReader):
         summaries = [_summary(row) for row in rows[:limit]]
         last = summaries[-1] if len(rows) > limit else None
         return InstancePage(summaries, None if last is None else PageCursor(last.created_at, last.id))
+
+    @translate_storage_errors
+    async def recent(self, *, since: datetime, limit: int) -> list[InstanceSummary]:
+        return [_summary(row) for row in await self._pool.fetch(_RECENT, self._customer_id, since, limit)]
+
+    @translate_storage_errors
+    async def timelines(self, instance_ids: Collection[UUID]) -> dict[UUID, list[StatusChange]]:
+        timelines: dict[UUID, list[StatusChange]] = {}
+        for r in await self._pool.fetch(_TIMELINES, self._customer_id, list(instance_ids)):
+            change = StatusChange(r["instance_id"], InstanceStatus(r["status"]), r["reason"], r["created_at"])
+            timelines.setdefault(r["instance_id"], []).append(change)
+        return timelines
 
 
 def _summary(row: asyncpg.Record) -> InstanceSummary:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from smoke.adapters.postgres.errors import is_unique_violation, storage_errors_translated, translate_storage_errors
 from smoke.adapters.postgres.tables import AgentCredentialRow, InstanceRow, InstanceStatusHistoryRow, LedgerRow
 from smoke.domain.errors import IdempotencyKeyReused, InstanceNotFound
-from smoke.domain.models import CustomerScope, Instance, InstanceStatus, LedgerEntry, StatusChange
+from smoke.domain.models import CustomerScope, Instance, InstanceStatus, LedgerEntry
 from smoke.domain.ports import AgentCredentialStore, Database, InstanceRepository, ProvisionLedger, UnitOfWork
 
 __all__ = ("SqlAlchemyDatabase", "SqlAlchemyUnitOfWork", "instance_from_row")
@@ -172,19 +172,6 @@ class SqlAlchemyInstanceRepository(InstanceRepository):
                 select(literal(instance.id), literal(str(instance.status)), literal(reason)).where(ours, ~said_already),
             )
         )
-
-    @translate_storage_errors
-    async def history(self, instance_id: UUID) -> list[StatusChange]:
-        query = (
-            select(_HISTORY)
-            .join(_INSTANCES, _INSTANCES.c.id == _HISTORY.c.instance_id)
-            .where(_HISTORY.c.instance_id == instance_id, self._ours)
-            .order_by(_HISTORY.c.id)
-        )
-        return [
-            StatusChange(row["instance_id"], InstanceStatus(row["status"]), row["reason"], row["created_at"])
-            for row in (await self._session.execute(query)).mappings()
-        ]
 
     @translate_storage_errors
     async def provisioning_since(self, created_before: datetime) -> list[Instance]:

@@ -107,7 +107,10 @@ class SmokeController(Controller):
         ],
         lookup: FromDishka[InstanceLookup],
     ) -> PollRead:
-        """Resolve an idempotency key to its instance once the worker has inserted the instance row."""
+        """Resolve an idempotency key to its instance once the worker has inserted the instance row.
+
+        ``found`` is false until then, and for a key never seen: poll this after a provision whose answer was lost.
+        """
         result = await lookup.poll(idempotency_key)
         return PollRead(result.found, result.instance_id, result.status)
 
@@ -119,7 +122,10 @@ class SmokeController(Controller):
     )
     @inject
     async def status(self, instance_id: FromPath[UUID], lookup: FromDishka[InstanceLookup]) -> StatusRead:
-        """The instance's hostname and status; soft-deleted instances answer too (``deleting``, ``deleted``)."""
+        """The instance's hostname and status; soft-deleted instances answer too (``deleting``, ``deleted``).
+
+        An id that Smoke Provision allocated answers ``queued`` until the worker has inserted its row.
+        """
         view = await lookup.status(instance_id)
         return StatusRead(view.hostname, view.id, view.status)
 
@@ -132,7 +138,11 @@ class SmokeController(Controller):
     )
     @inject
     async def delete(self, instance_id: FromPath[UUID], deleter: FromDishka[Deleter]) -> DeleteRead:
-        """Soft-delete the instance and clean up its server: the customer delete recipe, in one transaction."""
+        """Soft-delete the instance and clean up its server: the customer delete recipe, in one transaction.
+
+        Works in every state, also while the worker is still provisioning; a repeat answers the current status
+        (``deleting`` or ``deleted``) and queues nothing new. The cleanup job deletes the server, then ``deleted``.
+        """
         receipt = await deleter.delete(instance_id)
         return DeleteRead(receipt.instance_id, receipt.status)
 

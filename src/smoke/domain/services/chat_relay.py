@@ -38,6 +38,7 @@ class ChatTurn:
         raise AgentStreamBroken("the agent ended the turn without its done event")
 
     async def close(self) -> None:
+        """End the turn: close the request to the agent at once (idempotent)."""
         await self.stream.aclose()
 
 

@@ -23,6 +23,8 @@ async def delete_servers_of(cloud: CloudProvider, instance: Instance) -> int:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cleaner:
+    """The cleanup job (worker ``cleanup``)."""
+
     database: Database
     cloud: CloudProvider
 

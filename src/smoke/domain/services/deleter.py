@@ -14,6 +14,8 @@ __all__ = ("Deleter",)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Deleter:
+    """Smoke Delete for the one smoke customer."""
+
     scope: CustomerScope
     database: Database
     queue: JobQueue

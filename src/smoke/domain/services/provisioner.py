@@ -21,6 +21,7 @@ from smoke.domain.ports import (
     UserDataRenderer,
 )
 from smoke.domain.services.cleaner import delete_servers_of
+from smoke.domain.services.firewall import AgentFirewall
 from smoke.domain.services.notes import note
 
 __all__ = ("ProvisionPolicy", "Provisioner")
@@ -37,6 +38,8 @@ async def _no_heartbeat() -> None:
 
 @dataclass(frozen=True, slots=True)
 class ProvisionPolicy:
+    """How a provision job runs: its deadline, where agents report usage, how often it looks, which SSH keys."""
+
     timeout_seconds: int
     usage_url: str
     """Where agents report their LLM usage (``PUBLIC_URL`` + the usage path)."""
@@ -63,6 +66,7 @@ class Provisioner:
     agents: AgentClient
     tokens: TokenIssuer
     user_data: UserDataRenderer
+    firewall: AgentFirewall
     clock: Clock
 
     async def provision(self, instance_id: UUID, heartbeat: Heartbeat = _no_heartbeat) -> InstanceStatus | None:
@@ -156,6 +160,7 @@ class Provisioner:
             labels=instance.labels(),
             user_data=self.user_data.render(boot),
             ssh_keys=self.policy.ssh_keys,
+            firewall_ids=await self.firewall.ensure(),
         )
         try:
             return await self.cloud.create_server(spec)
@@ -165,6 +170,11 @@ class Provisioner:
             if adopted is None:
                 raise CloudTransientError("uniqueness_error", "server name taken but no such server") from None
             return adopted
+        except CloudError as error:
+            if spec.firewall_ids and error.code == "invalid_input" and "firewall" in error.message:
+                self.firewall.forget()  # deleted behind our back: the job's retry creates it again
+                raise CloudTransientError(error.code, error.message, provider=error.provider) from None
+            raise
 
     async def _record_server(self, instance_id: UUID, server: CloudServer) -> Instance | None:
         """Store the server id and IPv4; if the instance was deleted meanwhile, delete the server instead."""

@@ -36,6 +36,8 @@ GHOST_REASON = "server gone"
 
 @dataclass(frozen=True, slots=True)
 class ReconcilePolicy:
+    """When reconcile considers a job lost, a provision stale and an instance expired."""
+
     provision_timeout_seconds: int
     instance_ttl_seconds: int
     lost_job_grace_seconds: int = 60
@@ -44,6 +46,8 @@ class ReconcilePolicy:
 
 @dataclass(slots=True)
 class ReconcileReport:
+    """What one pass did, by step (the cron job returns it)."""
+
     requeued_provisions: int = 0
     failed_provisions: int = 0
     requeued_cleanups: int = 0
@@ -56,6 +60,8 @@ class ReconcileReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconciler:
+    """The reconcile cron (worker ``reconcile``, every minute)."""
+
     scope: CustomerScope
     policy: ReconcilePolicy
     database: Database
@@ -68,8 +74,14 @@ class Reconciler:
     async def reconcile(self) -> ReconcileReport:
         """One pass; idempotent, and safe beside running jobs (re-queuing a pending job is a no-op)."""
         report = ReconcileReport()
-        for step in (self._provisions, self._expired, self._cleanups, self._servers):
-            async with self._isolated(report, step.__name__.strip("_"), "this pass"):
+        steps = (
+            ("re-queue or fail", "provisions", self._provisions),
+            ("expire", "instances past their TTL", self._expired),
+            ("re-queue", "cleanups", self._cleanups),
+            ("collect", "orphans and ghosts", self._servers),
+        )
+        for what, subject, step in steps:
+            async with self._isolated(report, what, subject):
                 await step(report)
         logger.info("reconciled: %s", report)
         return report

@@ -14,6 +14,8 @@ __all__ = ("ProvisionRequests", "SpendGuard")
 
 @dataclass(frozen=True, slots=True)
 class SpendGuard:
+    """The live-instance cap (``SMOKE_MAX_LIVE_INSTANCES``)."""
+
     max_live_instances: int
     """Accepted requests whose instance is not deleted (or failed) yet; past it a request is refused."""
 

@@ -14,6 +14,8 @@ __all__ = ("UsageReader",)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageReader:
+    """Smoke Llm Events for the one smoke customer."""
+
     reader: InstanceReader
     usage: UsageEventStore
 

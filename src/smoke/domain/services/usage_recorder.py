@@ -14,6 +14,8 @@ __all__ = ("UsageRecorder",)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageRecorder:
+    """The usage ingest: agents report their instance's LLM calls."""
+
     database: Database
     usage: UsageEventStore
     tokens: TokenIssuer

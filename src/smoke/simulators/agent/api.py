@@ -32,7 +32,7 @@ from smoke.simulators.asgi import (
     Route,
     Router,
 )
-from smoke.simulators.hetzner.cloud import Server
+from smoke.simulators.hetzner.servers import Server
 from smoke.simulators.world import ChatRecord, World
 
 __all__ = ("AgentApi",)
@@ -120,7 +120,7 @@ def _booted_server(world: World, server_id: int) -> Server:
     server = world.cloud.server(server_id)
     if server is None:
         raise HttpError(_error(404, f"no server with ID {server_id}"))
-    if not server.agent_is_up(world.settings.clock(), world.settings.boot_seconds):
+    if not server.agent_is_up(world.settings.clock()):
         raise HttpError(_error(503, "the agent is not up yet"))
     return server
 

@@ -1,106 +1,122 @@
 """The ``/v1`` HTTP surface: routes, authentication, rate limit and the injected Hetzner faults.
 
-Every request, in this order: counted under its route template; delayed by ``latency_ms``; charged to the
-project's token bucket (empty: 429 ``rate_limit_exceeded``); answered 429 by ``rate_limit_ratio`` (with
-``RateLimit-Reset`` one second ahead); authenticated (401 ``unauthorized``); answered 409 ``conflict``,
-502 ``bad_gateway`` or 504 ``timeout`` by ``error_ratio``; routed (404 ``not_found``, 405
-``method_not_allowed``) and handled. A ``POST /v1/servers`` that created a server is then dropped by
-``drop_create_response_ratio``: the connection closes without a status line. Every answer carries
-``Content-Type: application/json``, ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` and
-``X-Correlation-Id``.
+Every request, in this order: counted under its route template; delayed by ``latency_ms``; answered by a load
+balancer's HTML 502 or 504 page by ``gateway_error_ratio`` (the request never reaches the API: nothing is charged
+or changed, and the page carries no API header); charged to the project's token bucket (empty: 429
+``rate_limit_exceeded``); answered 429 by ``rate_limit_ratio``, with the headers an empty bucket sends
+(``RateLimit-Remaining: 0``, ``RateLimit-Reset`` when an empty bucket is full again); authenticated (401
+``unauthorized``); answered 409 ``conflict``, 502 ``bad_gateway`` or 504 ``timeout`` by ``error_ratio``; answered
+503 ``unavailable`` by ``unavailable_ratio``; routed (404 ``not_found``, 405 ``method_not_allowed``) and handled.
+A ``POST /v1/servers`` that created a server is then dropped by ``drop_create_response_ratio``: the connection
+closes without a status line. Every API answer carries ``Content-Type: application/json`` (but a 204),
+``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` and ``X-Correlation-Id``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 
-from smoke.simulators.asgi import Abort, HttpError, JsonResponse, NoRoute, Request, Response, Route, Router
-from smoke.simulators.hetzner.catalog import CATALOG
+from smoke.simulators.asgi import (
+    Abort,
+    HttpError,
+    JsonResponse,
+    NoRoute,
+    PageResponse,
+    Request,
+    Response,
+    Route,
+    Router,
+)
 from smoke.simulators.hetzner.cloud import HetznerCloud
 from smoke.simulators.hetzner.errors import api_error
-from smoke.simulators.hetzner.listing import paginate
+from smoke.simulators.hetzner.servers import POWER_COMMANDS
 from smoke.simulators.world import World
 
 __all__ = ("handle_hetzner",)
 
-Handler = Callable[[HetznerCloud, Request], JsonResponse]
+Handler = Callable[[HetznerCloud, Request, float], JsonResponse]
+Call = Callable[[HetznerCloud, Request, float], object]
 
-_RATE_LIMIT_MESSAGE = "limit of 3600 requests per hour reached"
+CREATE_SERVER = "POST /v1/servers"
 _RETRYABLE_ERRORS = (
     (409, "conflict", "the resource changed during the request, please retry"),
     (502, "bad_gateway", "bad gateway"),
     (504, "timeout", "the request timed out, please retry"),
 )
+_GATEWAY_PAGES = (
+    (502, "Bad Gateway"),
+    (504, "Gateway Time-out"),
+)
 
 
-def _create_server(cloud: HetznerCloud, request: Request) -> JsonResponse:
-    return JsonResponse(201, cloud.create_server(request.body))
+def _answer(status: int, call: Call) -> Handler:
+    """A handler answering ``status`` with the body ``call`` returns."""
+    return lambda cloud, request, now: JsonResponse(status, call(cloud, request, now))
 
 
-def _list_servers(cloud: HetznerCloud, request: Request) -> JsonResponse:
-    return JsonResponse(200, cloud.list_servers(request.query))
+def _power_route(path: str) -> Route[Handler]:
+    return Route(
+        "POST",
+        f"/v1/servers/{{id}}/actions/{path}",
+        _answer(201, lambda c, r, now: c.power(r.params["id"], path, now)),
+    )
 
-
-def _get_server(cloud: HetznerCloud, request: Request) -> JsonResponse:
-    return JsonResponse(200, cloud.get_server(request.params["id"]))
-
-
-def _delete_server(cloud: HetznerCloud, request: Request) -> JsonResponse:
-    return JsonResponse(200, cloud.delete_server(request.params["id"]))
-
-
-def _get_action(cloud: HetznerCloud, request: Request) -> JsonResponse:
-    return JsonResponse(200, cloud.get_action(request.params["id"]))
-
-
-def _list_actions(cloud: HetznerCloud, request: Request) -> JsonResponse:
-    return JsonResponse(200, cloud.list_actions(request.query))
-
-
-def _get_server_action(cloud: HetznerCloud, request: Request) -> JsonResponse:
-    return JsonResponse(200, cloud.get_action(request.params["action_id"], server_id=request.params["id"]))
-
-
-def _list_server_actions(cloud: HetznerCloud, request: Request) -> JsonResponse:
-    return JsonResponse(200, cloud.list_server_actions(request.params["id"], request.query))
-
-
-def _catalogue_list(key: str, entries: Iterable[dict[str, object]], filters: tuple[str, ...]) -> Handler:
-    """A read-only list of catalogue entries, filterable by exact values of ``filters``."""
-
-    def handler(_cloud: HetznerCloud, request: Request) -> JsonResponse:
-        selected = [
-            entry
-            for entry in entries
-            if all(entry[name] == request.query_value(name) for name in filters if name in request.query)
-        ]
-        page, meta = paginate(selected, request.query)
-        return JsonResponse(200, {key: list(page), "meta": {"pagination": meta}})
-
-    return handler
-
-
-_LOCATIONS = [location.to_json() for location in CATALOG.locations]
-_SERVER_TYPES = [server_type.to_json() for server_type in CATALOG.server_types]
-_IMAGES = [image.to_json() for image in CATALOG.images]
 
 _ROUTER = Router[Handler](
     [
-        Route("POST", "/v1/servers", _create_server),
-        Route("GET", "/v1/servers", _list_servers),
-        Route("GET", "/v1/servers/{id}", _get_server),
-        Route("DELETE", "/v1/servers/{id}", _delete_server),
-        Route("GET", "/v1/servers/actions/{id}", _get_action),
-        Route("GET", "/v1/servers/{id}/actions", _list_server_actions),
-        Route("GET", "/v1/servers/{id}/actions/{action_id}", _get_server_action),
-        Route("GET", "/v1/actions", _list_actions),
-        Route("GET", "/v1/actions/{id}", _get_action),
-        Route("GET", "/v1/locations", _catalogue_list("locations", _LOCATIONS, ("name",))),
-        Route("GET", "/v1/server_types", _catalogue_list("server_types", _SERVER_TYPES, ("name",))),
-        Route("GET", "/v1/images", _catalogue_list("images", _IMAGES, ("name", "architecture", "type"))),
+        Route("POST", "/v1/servers", _answer(201, lambda c, r, now: c.create_server(r.body, now))),
+        Route("GET", "/v1/servers", _answer(200, lambda c, r, _: c.list_servers(r.query))),
+        Route("GET", "/v1/servers/{id}", _answer(200, lambda c, r, _: c.get_server(r.params["id"]))),
+        Route("PUT", "/v1/servers/{id}", _answer(200, lambda c, r, _: c.update_server(r.params["id"], r.body))),
+        Route("DELETE", "/v1/servers/{id}", _answer(200, lambda c, r, now: c.delete_server(r.params["id"], now))),
+        *(_power_route(path) for path in POWER_COMMANDS),
+        Route("GET", "/v1/servers/actions/{id}", _answer(200, lambda c, r, now: c.get_action(r.params["id"], now))),
+        Route(
+            "GET",
+            "/v1/servers/{id}/actions",
+            _answer(200, lambda c, r, now: c.list_server_actions(r.params["id"], r.query, now)),
+        ),
+        Route(
+            "GET",
+            "/v1/servers/{id}/actions/{action_id}",
+            _answer(200, lambda c, r, now: c.get_action(r.params["action_id"], now, server_id=r.params["id"])),
+        ),
+        Route("GET", "/v1/actions", _answer(200, lambda c, r, now: c.list_actions(r.query, now))),
+        Route("GET", "/v1/actions/{id}", _answer(200, lambda c, r, now: c.get_action(r.params["id"], now))),
+        Route("POST", "/v1/ssh_keys", _answer(201, lambda c, r, now: c.ssh_keys.create(r.body, now))),
+        Route("GET", "/v1/ssh_keys", _answer(200, lambda c, r, _: c.ssh_keys.listing(r.query))),
+        Route("GET", "/v1/ssh_keys/{id}", _answer(200, lambda c, r, _: c.ssh_keys.get(r.params["id"]))),
+        Route("PUT", "/v1/ssh_keys/{id}", _answer(200, lambda c, r, _: c.ssh_keys.update(r.params["id"], r.body))),
+        Route("DELETE", "/v1/ssh_keys/{id}", _answer(204, lambda c, r, _: c.ssh_keys.delete(r.params["id"]))),
+        Route("POST", "/v1/firewalls", _answer(201, lambda c, r, now: c.firewalls.create(r.body, now))),
+        Route("GET", "/v1/firewalls", _answer(200, lambda c, r, _: c.firewalls.listing(r.query))),
+        Route("GET", "/v1/firewalls/{id}", _answer(200, lambda c, r, _: c.firewalls.get(r.params["id"]))),
+        Route("PUT", "/v1/firewalls/{id}", _answer(200, lambda c, r, _: c.firewalls.update(r.params["id"], r.body))),
+        Route("DELETE", "/v1/firewalls/{id}", _answer(204, lambda c, r, _: c.firewalls.delete(r.params["id"]))),
+        Route(
+            "POST",
+            "/v1/firewalls/{id}/actions/set_rules",
+            _answer(201, lambda c, r, now: c.firewalls.set_rules(r.params["id"], r.body, now)),
+        ),
+        Route(
+            "POST",
+            "/v1/firewalls/{id}/actions/apply_to_resources",
+            _answer(201, lambda c, r, now: c.firewalls.apply_to_resources(r.params["id"], r.body, now)),
+        ),
+        Route(
+            "POST",
+            "/v1/firewalls/{id}/actions/remove_from_resources",
+            _answer(201, lambda c, r, now: c.firewalls.remove_from_resources(r.params["id"], r.body, now)),
+        ),
+        Route("GET", "/v1/locations", _answer(200, lambda c, r, _: c.list_locations(r.query))),
+        Route("GET", "/v1/locations/{id}", _answer(200, lambda c, r, _: c.get_location(r.params["id"]))),
+        Route("GET", "/v1/server_types", _answer(200, lambda c, r, _: c.list_server_types(r.query))),
+        Route("GET", "/v1/server_types/{id}", _answer(200, lambda c, r, _: c.get_server_type(r.params["id"]))),
+        Route("GET", "/v1/images", _answer(200, lambda c, r, _: c.list_images(r.query))),
+        Route("GET", "/v1/images/{id}", _answer(200, lambda c, r, _: c.get_image(r.params["id"]))),
     ]
 )
 
@@ -113,13 +129,15 @@ async def handle_hetzner(world: World, request: Request) -> Response:
     faults = world.faults.hetzner
     if faults.latency_ms:
         await asyncio.sleep(faults.latency_ms / 1000)
-    now = world.settings.clock()
+    if world.chance(faults.gateway_error_ratio):
+        return _gateway_page(*world.rng.choice(_GATEWAY_PAGES))
+    now = world.cloud.settle()
     try:
         _admit(world, request, now)
-        response = handler(world.cloud, request)
+        response = handler(world.cloud, request, now)
     except HttpError as exc:
         response = exc.response
-    if handler is _create_server and response.status == 201 and world.chance(faults.drop_create_response_ratio):
+    if route_name == CREATE_SERVER and response.status == 201 and world.chance(faults.drop_create_response_ratio):
         return Abort()
     return response.with_default_headers(
         {**world.rate_limit.headers(now), "X-Correlation-Id": f"{world.rng.getrandbits(64):016x}"}
@@ -133,7 +151,7 @@ def _route(request: Request) -> tuple[str | None, Handler, Request]:
     except NoRoute as exc:
         error = _no_route_error(exc)
 
-        def no_route(_cloud: HetznerCloud, _request: Request) -> JsonResponse:
+        def no_route(_cloud: HetznerCloud, _request: Request, _now: float) -> JsonResponse:
             raise error
 
         return None, no_route, request
@@ -141,16 +159,29 @@ def _route(request: Request) -> tuple[str | None, Handler, Request]:
 
 
 def _admit(world: World, request: Request, now: float) -> None:
-    """Raise the error the request meets before it is processed: rate limit, authentication, injected error."""
+    """Raise the error the request meets before it is processed: rate limit, authentication, injected errors."""
+    faults = world.faults.hetzner
+    message = f"limit of {world.rate_limit.capacity} requests per hour reached"
     if not world.rate_limit.take(now):
-        raise api_error(429, "rate_limit_exceeded", _RATE_LIMIT_MESSAGE)
-    if world.chance(world.faults.hetzner.rate_limit_ratio):
-        headers = {"RateLimit-Remaining": "0", "RateLimit-Reset": str(int(now) + 1)}
-        raise api_error(429, "rate_limit_exceeded", _RATE_LIMIT_MESSAGE, headers=headers)
+        raise api_error(429, "rate_limit_exceeded", message)
+    if world.chance(faults.rate_limit_ratio):
+        raise api_error(429, "rate_limit_exceeded", message, headers=world.rate_limit.empty_headers(now))
     if not hmac.compare_digest((request.bearer_token() or "").encode(), world.settings.token.encode()):
         raise api_error(401, "unauthorized", "unable to authenticate")
-    if world.chance(world.faults.hetzner.error_ratio):
+    if world.chance(faults.error_ratio):
         raise api_error(*world.rng.choice(_RETRYABLE_ERRORS))
+    if world.chance(faults.unavailable_ratio):
+        raise api_error(503, "unavailable", "the service is currently unavailable, please try again later")
+
+
+def _gateway_page(status: int, reason: str) -> PageResponse:
+    """The error page of a load balancer in front of the API (nginx's wording), not the API's error envelope."""
+    title = f"{status} {reason}"
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    return PageResponse(status, "text/html", page.encode())
 
 
 def _no_route_error(no_route: NoRoute) -> HttpError:

@@ -1,7 +1,9 @@
 """The simulated cloud's catalogue: locations, server types and images, as the Hetzner API shows them.
 
 Specs and prices are cosmetic (close to the real ones in 2026); what matters is the names, which location
-offers which type (``cx*`` types are EU only) and the JSON shapes.
+offers which type (``cx*`` and the Arm ``cax*`` types are EU only), each type's architecture, and the JSON shapes.
+Every system image exists once per architecture under one name (``ubuntu-24.04`` for ``x86`` and for ``arm``, the
+``arm`` one with the higher ID, as at Hetzner), so a name resolves per server type.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-__all__ = ("CATALOG", "Catalog", "Image", "Location", "ServerType")
+__all__ = ("ARCHITECTURES", "CATALOG", "Catalog", "Image", "Location", "ServerType")
+
+ARCHITECTURES = ("x86", "arm")
 
 _TIB = 1024**4
 _VAT = Decimal("1.19")
@@ -48,13 +52,15 @@ class ServerType:
     name: str
     description: str
     category: str
+    architecture: str
     cores: int
     memory: int
     disk: int
     monthly_net_eur: Decimal
     locations: tuple[Location, ...]
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, sold_out_in: frozenset[str] = frozenset()) -> dict[str, object]:
+        """The API object; ``sold_out_in`` names the locations where it cannot be ordered now (``available: false``)."""
         return {
             "id": self.id,
             "name": self.name,
@@ -64,13 +70,19 @@ class ServerType:
             "memory": self.memory,
             "disk": self.disk,
             "cpu_type": "shared",
-            "architecture": "x86",
+            "architecture": self.architecture,
             "storage_type": "local",
             "deprecated": False,
             "deprecation": None,
             "prices": [self._price(location) for location in self.locations],
             "locations": [
-                {"id": loc.id, "name": loc.name, "deprecation": None, "available": True, "recommended": True}
+                {
+                    "id": loc.id,
+                    "name": loc.name,
+                    "deprecation": None,
+                    "available": loc.name not in sold_out_in,
+                    "recommended": loc.name not in sold_out_in,
+                }
                 for loc in self.locations
             ],
         }
@@ -93,6 +105,7 @@ class Image:
     description: str
     os_flavor: str
     os_version: str
+    architecture: str
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -108,7 +121,7 @@ class Image:
             "bound_to": None,
             "os_flavor": self.os_flavor,
             "os_version": self.os_version,
-            "architecture": "x86",
+            "architecture": self.architecture,
             "rapid_deploy": True,
             "protection": {"delete": False},
             "deprecated": None,
@@ -135,9 +148,22 @@ class Catalog:
         """The server type with ID or name ``ref``."""
         return next((st for st in self.server_types if _refers_to(ref, st.id, st.name)), None)
 
-    def image(self, ref: str | int) -> Image | None:
-        """The image with ID or name ``ref``."""
-        return next((img for img in self.images if _refers_to(ref, img.id, img.name)), None)
+    def image(self, ref: str | int, architecture: str) -> Image | None:
+        """The image with ID ``ref``, or the one named ``ref`` built for ``architecture``.
+
+        An ID names one image whatever its architecture: the caller checks that it fits the server type.
+        """
+        return next(
+            (
+                img
+                for img in self.images
+                if str(ref) == str(img.id) or (ref == img.name and img.architecture == architecture)
+            ),
+            None,
+        )
+
+    def image_by_id(self, image_id: int) -> Image | None:
+        return next((img for img in self.images if img.id == image_id), None)
 
 
 def _refers_to(ref: str | int, id_: int, name: str) -> bool:
@@ -157,18 +183,25 @@ def _build_catalog() -> Catalog:
     )
     everywhere = eu + elsewhere
     server_types = (
-        ServerType(108, "cpx12", "CPX 12", "regular_purpose", 1, 2, 40, Decimal("6.49"), everywhere),
-        ServerType(109, "cpx22", "CPX 22", "regular_purpose", 2, 4, 80, Decimal("7.99"), everywhere),
-        ServerType(110, "cpx32", "CPX 32", "regular_purpose", 4, 8, 160, Decimal("13.99"), everywhere),
-        ServerType(111, "cpx42", "CPX 42", "regular_purpose", 8, 16, 320, Decimal("25.49"), everywhere),
-        ServerType(112, "cpx52", "CPX 52", "regular_purpose", 12, 24, 480, Decimal("36.49"), everywhere),
-        ServerType(114, "cx23", "CX 23", "cost_optimized", 2, 4, 40, Decimal("3.49"), eu),
-        ServerType(115, "cx33", "CX 33", "cost_optimized", 4, 8, 80, Decimal("5.49"), eu),
+        ServerType(108, "cpx12", "CPX 12", "regular_purpose", "x86", 1, 2, 40, Decimal("6.49"), everywhere),
+        ServerType(109, "cpx22", "CPX 22", "regular_purpose", "x86", 2, 4, 80, Decimal("7.99"), everywhere),
+        ServerType(110, "cpx32", "CPX 32", "regular_purpose", "x86", 4, 8, 160, Decimal("13.99"), everywhere),
+        ServerType(111, "cpx42", "CPX 42", "regular_purpose", "x86", 8, 16, 320, Decimal("25.49"), everywhere),
+        ServerType(112, "cpx52", "CPX 52", "regular_purpose", "x86", 12, 24, 480, Decimal("36.49"), everywhere),
+        ServerType(114, "cx23", "CX 23", "cost_optimized", "x86", 2, 4, 40, Decimal("3.49"), eu),
+        ServerType(115, "cx33", "CX 33", "cost_optimized", "x86", 4, 8, 80, Decimal("5.49"), eu),
+        ServerType(45, "cax11", "CAX11", "cost_optimized", "arm", 2, 4, 40, Decimal("3.79"), eu),
+        ServerType(93, "cax21", "CAX21", "cost_optimized", "arm", 4, 8, 80, Decimal("6.49"), eu),
+        ServerType(94, "cax31", "CAX31", "cost_optimized", "arm", 8, 16, 160, Decimal("12.49"), eu),
+        ServerType(95, "cax41", "CAX41", "cost_optimized", "arm", 16, 32, 320, Decimal("24.49"), eu),
     )
     images = (
-        Image(161547269, "ubuntu-24.04", "Ubuntu 24.04", "ubuntu", "24.04"),
-        Image(67794396, "ubuntu-22.04", "Ubuntu 22.04", "ubuntu", "22.04"),
-        Image(114690387, "debian-12", "Debian 12", "debian", "12"),
+        Image(161547269, "ubuntu-24.04", "Ubuntu 24.04", "ubuntu", "24.04", "x86"),
+        Image(161547270, "ubuntu-24.04", "Ubuntu 24.04", "ubuntu", "24.04", "arm"),
+        Image(67794396, "ubuntu-22.04", "Ubuntu 22.04", "ubuntu", "22.04", "x86"),
+        Image(103908070, "ubuntu-22.04", "Ubuntu 22.04", "ubuntu", "22.04", "arm"),
+        Image(114690387, "debian-12", "Debian 12", "debian", "12", "x86"),
+        Image(114690389, "debian-12", "Debian 12", "debian", "12", "arm"),
     )
     return Catalog(everywhere, server_types, images)
 

@@ -13,13 +13,19 @@ from typing import Any, TypeVar
 
 from smoke.simulators.hetzner.errors import invalid_input
 
-__all__ = ("DEFAULT_PER_PAGE", "MAX_PER_PAGE", "paginate", "sorted_by", "statuses_filter")
+__all__ = ("DEFAULT_PER_PAGE", "MAX_PER_PAGE", "Query", "first", "paginate", "sorted_by", "statuses_filter")
 
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 50
 
 Query = Mapping[str, list[str]]
 T = TypeVar("T")
+
+
+def first(query: Query, name: str) -> str | None:
+    """The first value of the query parameter ``name``, or None."""
+    values = query.get(name)
+    return values[0] if values else None
 
 
 def sorted_by(items: Sequence[T], query: Query, keys: Mapping[str, Callable[[T], Any]]) -> list[T]:

@@ -1,5 +1,8 @@
 """An incremental Server-Sent Events parser (WHATWG HTML §9.2) for bytes arriving in arbitrary chunks.
 
+Neutral ground: the agent adapter (server side) and ``smoke.client`` (client side) both read streams with it, so it
+imports nothing of smoke and yields its own ``SseEvent``, which each side maps to its own types.
+
 Handles CRLF, LF and CR line ends (a CRLF split across chunks is one line end), UTF-8 sequences split across chunks,
 one leading BOM, comments, fields without a colon, multi-line data, and events cut by the end of the stream
 (discarded, as the spec says).
@@ -9,13 +12,29 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from smoke.domain.models import ChatEvent
+__all__ = ("SseEvent", "SseParser")
 
-__all__ = ("SseParser",)
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One dispatched event, as the stream sent it.
+
+    Attributes:
+        event: its name; ``message`` when the stream named none.
+        data: its ``data`` lines, joined by line feeds.
+        id: the last event id seen: None until an ``id`` field set one, or after a bare ``id`` reset it.
+    """
+
+    event: str
+    data: str
+    id: str | None = None
 
 
 class SseParser:
+    """Feed it the stream's bytes as they come; it yields each event once its blank line has arrived."""
+
     def __init__(self, max_line: int = 1 << 20) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
@@ -27,7 +46,7 @@ class SseParser:
         self._id: str | None = None
         self._last_id: str | None = None
 
-    def feed(self, chunk: bytes) -> Iterator[ChatEvent]:
+    def feed(self, chunk: bytes) -> Iterator[SseEvent]:
         """The events completed by ``chunk``, in order."""
         text = self._decoder.decode(chunk)
         if not self._started and text:
@@ -53,7 +72,7 @@ class SseParser:
             if (event := self._line(line)) is not None:
                 yield event
 
-    def _line(self, line: str) -> ChatEvent | None:
+    def _line(self, line: str) -> SseEvent | None:
         if line == "":
             return self._dispatch()
         if line.startswith(":"):
@@ -69,14 +88,14 @@ class SseParser:
             self._id = value
         return None
 
-    def _dispatch(self) -> ChatEvent | None:
+    def _dispatch(self) -> SseEvent | None:
         if self._id is not None:
             self._last_id = self._id or None
             self._id = None
         if not self._data:
             self._event = ""
             return None
-        event = ChatEvent(self._event or "message", "\n".join(self._data), self._last_id)
+        event = SseEvent(self._event or "message", "\n".join(self._data), self._last_id)
         self._event, self._data = "", []
         return event
 
