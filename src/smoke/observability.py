@@ -2,6 +2,11 @@
 
 Every log record, smoke's own and the libraries' (saq, uvicorn, httpx), goes through one structlog pipeline. The
 request id (API) and the job and instance ids (worker) are bound as context variables, so each line carries them.
+
+A log line cannot be forged by what a client sent (a path, a key, a header value): the JSON renderer escapes every
+control character itself, and for the console every character that could end a line, move the cursor or colour the
+terminal is written as an escape (``\n``, ``\x1b``, ``\u2028``); a traceback's lines are indented, so none of them
+can pass for a record of its own. saq's line per job state change is debug output.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ __all__ = (
     "PROVISION_SECONDS",
     "RequestContextMiddleware",
     "configure_logging",
+    "escaped",
 )
 
 REDACTED: Final = "[REDACTED]"
+_FORGEABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (CR, LF, ESC...), DEL, the Unicode line and paragraph separators, the bidirectional marks."""
+_SHORT_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",]+")
 _SECRET_KEYS = frozenset({"authorization", "token", "agent_token", "ops_bearer_token", "hetzner_api_token", "secret"})
 
@@ -68,6 +77,26 @@ class _Redactor:
         return event
 
 
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    return _SHORT_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character that could forge a console line written as its escape, e.g. ``\\n``."""
+    return _FORGEABLE.sub(_escape, text)
+
+
+def _escape_for_the_console(_: Any, __: str, event: EventDict) -> EventDict:
+    """Every string value escaped; a traceback keeps its lines, each indented under the record's own line."""
+    for key, value in event.items():
+        if key == "exception" and isinstance(value, str):
+            event[key] = "\n".join(f"  {escaped(line)}" for line in value.split("\n"))
+        elif isinstance(value, str):
+            event[key] = escaped(value)
+    return event
+
+
 def configure_logging(level: str, log_format: str, *, secrets: Iterable[str] = ()) -> None:
     """Route every logger through structlog, as JSON lines or for a console, with ``secrets`` never shown."""
     redact = _Redactor(secrets)
@@ -78,10 +107,13 @@ def configure_logging(level: str, log_format: str, *, secrets: Iterable[str] = (
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: Processor = (
-        structlog.processors.JSONRenderer()
+    rendering: list[Processor] = (
+        [structlog.processors.JSONRenderer()]
         if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+        else [
+            _escape_for_the_console,
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
+        ]
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -94,7 +126,7 @@ def configure_logging(level: str, log_format: str, *, secrets: Iterable[str] = (
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact,
-            renderer,
+            *rendering,
         ],
     )
     handler = logging.StreamHandler()
@@ -105,12 +137,40 @@ def configure_logging(level: str, log_format: str, *, secrets: Iterable[str] = (
     quiet = max(logging.WARNING, root.level)
     for chatty in ("pgserver", "alembic", "httpx", "httpcore", "uvicorn.access", "asyncio"):
         logging.getLogger(chatty).setLevel(quiet)
-    logging.getLogger("saq").addFilter(_expected_saq_shutdown)
+    logging.getLogger("saq").addFilter(_SAQ_LOG)
 
 
-def _expected_saq_shutdown(record: logging.LogRecord) -> bool:
+class _SaqLog(logging.Filter):
+    """saq's own noise out of the way: its line per job state change is DEBUG output.
+
+    saq logs a line per job state change (processing, finished, retrying, enqueuing, cron scheduling) and ``Worker
+    starting: <saq.queue... object at 0x...>``; the worker logs its own start and stop lines, naming the queue, and
+    each job failure in one line (``smoke.worker.log``).
+    """
+
+    STATE_CHANGES: Final = frozenset(
+        {
+            "Processing %s",
+            "Finished %s",
+            "Retrying %s",
+            "Enqueuing %s",
+            "Scheduled %s",
+            "Worker starting: %s",
+            "Working shutting down",
+            "Found %d active workers for queue %s",
+        }
+    )
+    EXPECTED_AT_STOP: Final = "Some tasks did not finish within the shutdown grace period"
     """saq warns at every stop that its idle loops were cancelled: expected with no grace period, so not shown."""
-    return not record.getMessage().startswith("Some tasks did not finish within the shutdown grace period")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.STATE_CHANGES:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return not str(record.msg).startswith(self.EXPECTED_AT_STOP)
+
+
+_SAQ_LOG: Final = _SaqLog()
 
 
 class RequestContextMiddleware:

@@ -144,7 +144,10 @@ async def test_an_unknown_region_is_refused_with_exit_2_and_creates_nothing(
     report = await SmokeCheck(options).run()
 
     assert report.exit_code == 2
-    assert report.summary == "smoke check: provision refused: Unknown region 'nowhere' (body.region_id)"
+    assert report.summary == (
+        "smoke check: provision refused: Unknown region 'nowhere' (body.region_id); "
+        "valid region_id: ash, fsn1, hel1, hil, nbg1, sin"
+    )
     assert await servers(cloud) == []
 
 

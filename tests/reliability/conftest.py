@@ -26,15 +26,6 @@ def row_test(request: pytest.FixtureRequest) -> str:
     return str(request.node.nodeid)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the schemathesis operations that fail because of a reported bug in src/ (``KNOWN_NONCONFORMANCE``)."""
-    for item in items:
-        known: dict[str, str] = getattr(getattr(item, "module", None), "KNOWN_NONCONFORMANCE", {})
-        label = item.name.partition("[")[2].removesuffix("]")
-        if reason := known.get(label):
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if not figures.RECORDED:
         return

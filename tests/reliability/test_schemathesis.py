@@ -4,8 +4,9 @@ The API runs under uvicorn on a real loopback port, on the public fakes (``FakeA
 cases take seconds; two instances are provisioned and running beforehand, so the success paths of Smoke Status,
 Smoke Chat, Smoke Llm Events, Smoke Delete and the agent's usage report are reached, not only their 404s.
 
-What the test tells schemathesis that the document cannot: the catalog ids a provision may name (the seeded catalog,
-SPEC §7; any other id is a documented 422 ``unknown_catalog_id``), and the agent token the usage endpoint takes.
+What the test tells schemathesis that the document cannot: the instances that exist, the agent token the usage
+endpoint takes, and that a CI client never sends one idempotency key with two bodies (a documented 422 as well, but
+not one a schema-valid request can avoid): the catalog ids, ``enum``s of the document, are derived from the key.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from schemathesis.core.failures import FailureGroup
 from smoke.api import create_app
 from smoke.api import schemas as api_schemas
 from smoke.bootstrap import make_container
-from smoke.domain.catalog import SEEDED_CATALOG
 from smoke.domain.models import ChatEvent
 from smoke.domain.services import Provisioner
 from smoke.settings import Settings
@@ -40,12 +40,6 @@ from tests.reliability.servers import ThreadedServer, serve_in_thread
 TOKEN = "schemathesis-ops-token"
 MAX_EXAMPLES = 40
 USAGE_PATH = "/internal/v1/agent/usage-events"
-CATALOG = {
-    "manifest_id": sorted(SEEDED_CATALOG.manifests),
-    "region_id": sorted(SEEDED_CATALOG.regions),
-    "tier_id": sorted(SEEDED_CATALOG.tiers),
-}
-LENGTHS = {"manifest_id": 100, "region_id": 80, "tier_id": 80}
 REPLY = [
     ChatEvent("delta", '{"text": "hello"}', "1"),
     ChatEvent("done", '{"usage": {"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1}}', "2"),
@@ -67,18 +61,10 @@ def served_document() -> dict[str, Any]:
 
 
 DOCUMENT = served_document()
+PROVISION = DOCUMENT["components"]["schemas"]["ProvisionCreate"]["properties"]
+CATALOG: dict[str, list[str]] = {name: PROVISION[name]["enum"] for name in ("manifest_id", "region_id", "tier_id")}
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
-
-OPTIONS_ALLOW = (
-    "litestar-org/litestar#4169 (fixed in 3.0 only): OPTIONS on a path with GET and DELETE handlers answers the Allow "
-    "of the first handler registered (DELETE, OPTIONS), not GET (ST205). Fix in src/smoke/api/app.py, see the report."
-)
-KNOWN_NONCONFORMANCE = {
-    "GET /internal/v1/smoke/instances/{instance_id}": OPTIONS_ALLOW,
-}
-"""Operations that fail a check because of a bug in src/ (reported, fix pending): marked xfail(strict) by the
-conftest, so the run stays green until the fix lands and then fails until the entry is removed."""
 
 KNOWN: dict[str, str] = {}
 """The ids and the agent token of the instances provisioned before the run (``keeper`` and ``victim``)."""
@@ -101,17 +87,15 @@ class Bearer:
 
 @schema.hook
 def map_case(context: schemathesis.HookContext, case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
-    """Catalog ids from the seeded catalog; half the valid instance ids are the running instances'.
+    """Catalog ids derived from the idempotency key; half the valid instance ids are the running instances'.
 
     Only values that are already valid for the document are replaced, by other valid ones, so a negative case stays
     negative and a positive one positive.
     """
     if isinstance(case.body, dict):
-        # Derived from the key, so a key is never sent with two bodies (that is a documented 422 as well).
         seed = zlib.crc32(str(case.body.get("idempotency_key")).encode())
         for name, ids in CATALOG.items():
-            value = case.body.get(name)
-            if isinstance(value, str) and 1 <= len(value) <= LENGTHS[name]:
+            if case.body.get(name) in ids:
                 case.body[name] = ids[seed % len(ids)]
     value = (case.path_parameters or {}).get("instance_id")
     if isinstance(value, str) and KNOWN:
@@ -188,13 +172,14 @@ def test_bodies_that_refuse_unknown_fields_say_so_in_the_document() -> None:
     assert lax == set()
 
 
-@pytest.mark.xfail(strict=True, reason=OPTIONS_ALLOW)
 def test_options_allows_every_documented_method_of_the_path(served: ThreadedServer) -> None:
+    """With the path's own credentials, as every other method of it (the agent's endpoint takes an agent token)."""
     wrong = {}
     for path, item in DOCUMENT["paths"].items():
         documented = {method.upper() for method in item if method in ("get", "post", "put", "patch", "delete")}
         url = served.url + path.replace("{instance_id}", KNOWN["keeper"]).replace("{idempotency_key}", "k")
-        answer = requests.options(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        token = KNOWN["agent_token"] if path == USAGE_PATH else TOKEN
+        answer = requests.options(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         allowed = {method.strip() for method in answer.headers.get("allow", "").split(",")}
         if allowed != documented | {"OPTIONS"}:
             wrong[path] = sorted(allowed)

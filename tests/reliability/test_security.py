@@ -237,6 +237,11 @@ def _bad_authorizations(token: str) -> dict[str, bytes | None]:
         "non-ASCII (UTF-8)": "Bearer tökén-ключ".encode(),
         "non-ASCII (Latin-1)": b"Bearer \xe9\xff\xfe",
         "token with NUL": f"Bearer {token}\x00".encode(),
+        "token and U+00A0 (UTF-8)": f"Bearer {token}\u00a0".encode(),
+        "token and U+00A0 (Latin-1)": f"Bearer {token}".encode() + b"\xa0",
+        "token and U+0085 (UTF-8)": f"Bearer {token}\u0085".encode(),
+        "token and U+0085 (Latin-1)": f"Bearer {token}".encode() + b"\x85",
+        "two spaces before the token": f"Bearer  {token}".encode(),
     }
 
 

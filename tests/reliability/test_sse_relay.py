@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from smoke.adapters.tokens import HmacTokenIssuer
 from smoke.serving import serve_asgi
@@ -201,6 +202,7 @@ async def test_a_client_leaving_after_k_events_closes_the_upstream_promptly_and_
     await asyncio.sleep(0.2)
     tasks_before = len(asyncio.all_tasks())
     connections_before = await _database_connections(clean_database)
+    counted_before = {outcome: _turns(outcome) for outcome in ("client_left", "streaming")}
     closes: list[float] = []
     trials = 20
     for _ in range(trials):
@@ -225,6 +227,7 @@ async def test_a_client_leaving_after_k_events_closes_the_upstream_promptly_and_
     leaked_tasks = max(0, len(asyncio.all_tasks()) - tasks_before)
     leaked_db = max(0, await _database_connections(clean_database) - connections_before)
     leaked_upstream = relay.proxy.open_connections
+    counted = {outcome: _turns(outcome) - before for outcome, before in counted_before.items()}
 
     figures.record(
         "11",
@@ -240,6 +243,12 @@ async def test_a_client_leaving_after_k_events_closes_the_upstream_promptly_and_
     )
     assert max(closes) < 1.0
     assert (leaked_upstream, leaked_tasks, leaked_db) == (0, 0, 0)
+    assert counted == {"client_left": trials, "streaming": 0}
+
+
+def _turns(outcome: str) -> float:
+    """``smoke_chat_turns_total{outcome}`` of this process (the API runs in it)."""
+    return REGISTRY.get_sample_value("smoke_chat_turns_total", {"outcome": outcome}) or 0.0
 
 
 async def _until(predicate: object, timeout: float = 10.0) -> None:

@@ -269,7 +269,10 @@ async def test_an_unknown_region_exits_2_with_the_apis_message(api_on_fakes: htt
     report = await SmokeCheck(options(region_id="nowhere"), transport=api_on_fakes).run()
 
     assert report.exit_code == 2
-    assert report.summary == "smoke check: provision refused: Unknown region 'nowhere' (body.region_id)"
+    assert report.summary == (
+        "smoke check: provision refused: Unknown region 'nowhere' (body.region_id); "
+        "valid region_id: ash, fsn1, hel1, hil, nbg1, sin"
+    )
     assert statuses(report)["delete"] == "skipped"
 
 

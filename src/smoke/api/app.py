@@ -15,16 +15,33 @@ from litestar.openapi.spec import OpenAPI, Schema
 from litestar.types import ASGIApp
 
 from smoke.api import schemas
+from smoke.api.bodies import JsonRequest
 from smoke.api.controllers.agent import AgentController
 from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
 from smoke.api.docs import openapi_config
 from smoke.api.errors import exception_handlers
+from smoke.api.options import EveryMethodAllowed
 from smoke.api.ui import dashboard_routes, template_config
+from smoke.domain.catalog import CatalogSpec
 from smoke.observability import RequestContextMiddleware
 from smoke.settings import Settings
 
 __all__ = ("create_app",)
+
+
+def _catalog_enums(document: OpenAPI, catalog: CatalogSpec) -> None:
+    """The ids a provision may name, as ``enum``s of ``ProvisionCreate``: a request valid for the document is accepted.
+
+    Any other id is still answered with the documented 422 ``unknown_catalog_id`` (e.g. an entry retired since).
+    """
+    component = (document.components.schemas or {}).get("ProvisionCreate") if document.components else None
+    assert isinstance(component, Schema)
+    assert component.properties is not None
+    for name, ids in (("manifest_id", catalog.manifests), ("region_id", catalog.regions), ("tier_id", catalog.tiers)):
+        field = component.properties[name]
+        assert isinstance(field, Schema)
+        field.enum = sorted(ids)
 
 
 def _correct_the_document(schema: OpenAPI) -> None:
@@ -63,6 +80,7 @@ def create_app(container: AsyncContainer) -> Litestar:
         assert settings.ops_bearer_token is not None
         app.state.ops_token = settings.ops_bearer_token.encode()
         _correct_the_document(app.openapi_schema)
+        _catalog_enums(app.openapi_schema, await container.get(CatalogSpec))
         # The app's long-lived objects (~170k) would otherwise be walked by every full collection (~76 ms, the
         # p99 of the read path): start-up garbage is collected once and the survivors are frozen.
         gc.collect()
@@ -76,12 +94,14 @@ def create_app(container: AsyncContainer) -> Litestar:
         route_handlers=[SmokeController, AgentController, healthz, readyz, metrics, *dashboard_routes()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
+        request_class=JsonRequest,
         request_max_body_size=BODY_LIMIT,
         openapi_config=openapi_config(),
         template_config=template_config(),
         logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )
     setup_dishka(container, app)
+    app.asgi_handler = cast("ASGIApp", EveryMethodAllowed(app.asgi_handler, app))
     # Outermost, so unmatched routes are counted and every log line of a request carries its id.
     app.asgi_handler = cast("ASGIApp", RequestContextMiddleware(app.asgi_handler))
     return app

@@ -1,4 +1,4 @@
-"""The ops bearer guard: one constant-time comparison, one identical 401 for every failure."""
+"""The ops bearer guard: one constant-time comparison of the bytes sent, one identical 401 for every failure."""
 
 from __future__ import annotations
 
@@ -8,9 +8,26 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
-__all__ = ("NOT_AUTHENTICATED", "ops_bearer_guard")
+__all__ = ("NOT_AUTHENTICATED", "not_authenticated", "ops_bearer_guard", "presented_bearer_token")
 
 NOT_AUTHENTICATED = "Not authenticated"
+
+
+def not_authenticated() -> NotAuthorizedException:
+    return NotAuthorizedException(detail=NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
+
+
+def presented_bearer_token(connection: ASGIConnection) -> bytes:  # type: ignore[type-arg]
+    """The credentials of the first ``Authorization`` header when its scheme is ``Bearer``, else ``b""``.
+
+    Byte for byte as sent: only the HTTP parser has trimmed the value (SP and HTAB at either end). Nothing is decoded
+    or stripped here, so a token followed by U+00A0 or U+0085 (which ``str.strip`` would remove) is not the token.
+    """
+    for name, value in connection.scope["headers"]:
+        if name == b"authorization":
+            scheme, _sep, token = value.partition(b" ")
+            return token if scheme.lower() == b"bearer" else b""
+    return b""
 
 
 async def ops_bearer_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
@@ -19,7 +36,6 @@ async def ops_bearer_guard(connection: ASGIConnection, _: BaseRouteHandler) -> N
     ``async def``: Litestar runs a plain ``def`` guard in a worker thread (~200 us per request).
     """
     expected: bytes = connection.app.state.ops_token
-    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
-    presented = token.strip().encode("utf-8", "surrogateescape")
-    if not (scheme.lower() == "bearer" and presented and hmac.compare_digest(presented, expected)):
-        raise NotAuthorizedException(detail=NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
+    presented = presented_bearer_token(connection)
+    if not (presented and hmac.compare_digest(presented, expected)):
+        raise not_authenticated()

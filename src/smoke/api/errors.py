@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 from typing import Any
@@ -19,6 +20,8 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
+from smoke.api.bodies import UndecodableBody
+from smoke.api.schemas import PATTERN_MESSAGES
 from smoke.domain.errors import (
     AgentUnavailable,
     IdempotencyKeyReused,
@@ -33,7 +36,8 @@ __all__ = ("exception_handlers", "validation_error")
 
 logger = logging.getLogger("smoke.api")
 
-_FIELD = re.compile(r"Object (missing required|contains unknown) field `([^`]+)`")
+_FIELD = re.compile(r"Object (missing required|contains unknown) field `(.*)`\Z", re.DOTALL)
+_PATTERN_MISMATCH = re.compile(r"Expected `str` matching regex ('.*'|\".*\")\Z", re.DOTALL)
 _MISSING_PARAMETER = re.compile(r"Missing required (\w+) parameter '([^']+)'")
 _PATH_TOKEN = re.compile(r"\[\d+\]|[^.\[\]]+")
 
@@ -44,6 +48,14 @@ def validation_error(loc: list[str | int], msg: str, type_: str) -> Response[Any
 
 def _detail(detail: str, status_code: int, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def _msg_and_type(msg: str) -> tuple[str, str]:
+    """The FastAPI ``msg`` and ``type`` of a msgspec validation message; a pattern's ``msg`` says what it refuses."""
+    if match := _PATTERN_MISMATCH.match(msg):
+        pattern = ast.literal_eval(match[1])
+        return PATTERN_MESSAGES.get(pattern, f"String should match pattern '{pattern}'"), "string_pattern_mismatch"
+    return msg, "missing" if msg == "Field required" else _type_of(msg)
 
 
 def _type_of(msg: str) -> str:
@@ -84,7 +96,8 @@ def _fastapi_detail(request: Request[Any, Any, Any], error: ValidationException)
             loc: list[str | int] = ["body", *parts]
         else:
             loc = [source, _alias(request, key) if key else ""]
-        items.append({"loc": loc, "msg": msg, "type": "missing" if msg == "Field required" else _type_of(msg)})
+        msg, type_ = _msg_and_type(msg)
+        items.append({"loc": loc, "msg": msg, "type": type_})
     if not items:
         if match := _MISSING_PARAMETER.match(error.detail or ""):
             items.append({"loc": [match[1], match[2]], "msg": "Field required", "type": "missing"})
@@ -98,9 +111,11 @@ def _on_validation(request: Request[Any, Any, Any], error: ValidationException) 
 
 
 def _on_http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
-    if error.status_code == 400 and str(error.detail).startswith("JSON is malformed"):
-        return validation_error(["body"], str(error.detail), "json_invalid")
     return _detail(str(error.detail), error.status_code, error.headers)
+
+
+def _on_undecodable_body(_: Request[Any, Any, Any], error: UndecodableBody) -> Response[Any]:
+    return validation_error(["body"], f"Invalid JSON: {error}", "json_invalid")
 
 
 def _on_reused_key(_: Request[Any, Any, Any], error: IdempotencyKeyReused) -> Response[Any]:
@@ -136,6 +151,7 @@ def _on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Respons
 exception_handlers: ExceptionHandlersMap = {
     ValidationException: _on_validation,
     HTTPException: _on_http,
+    UndecodableBody: _on_undecodable_body,
     IdempotencyKeyReused: _on_reused_key,
     UnknownCatalogEntry: _on_unknown_catalog_entry,
     InstanceNotFound: _on_not_found,

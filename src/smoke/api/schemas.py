@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 from uuid import UUID
 
 import msgspec
@@ -12,6 +12,8 @@ from msgspec import Meta
 from smoke.domain.models import InstanceSummary
 
 __all__ = (
+    "IDEMPOTENCY_KEY_PATTERN",
+    "PATTERN_MESSAGES",
     "ChatCreate",
     "DeleteRead",
     "ErrorRead",
@@ -31,17 +33,35 @@ __all__ = (
     "ValidationErrorRead",
 )
 
-IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[^/]+$")]
-"""No ``/``: a key must fit in one path segment of Smoke Poll."""
+TEXT_PATTERN: Final = r"^[^\x00]*$"
+"""Text the database can store: PostgreSQL refuses U+0000 in text.
+
+Every string field has it, so whatever reaches the database can be stored. A lone surrogate (no UTF-8 form) never
+arrives: the JSON decoder refuses it (``json_invalid``) and paths and queries are decoded from UTF-8. Anything else a
+client sends, control characters included, is accepted as it is and escaped where it is logged.
+"""
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[^/\x00]*$"
+"""Storable text without ``/``: a key must fit in one path segment of Smoke Poll."""
+PATTERN_MESSAGES: Final = {
+    TEXT_PATTERN: "String should not contain U+0000: the database cannot store it",
+    IDEMPOTENCY_KEY_PATTERN: "String should not contain '/' (a key is one path segment) or U+0000",
+}
+"""The 422 ``msg`` of a string that does not match one of the patterns above: what it refuses, in words."""
+
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255, pattern=IDEMPOTENCY_KEY_PATTERN)]
+
+
+def _text(max_length: int) -> Meta:
+    return Meta(min_length=1, max_length=max_length, pattern=TEXT_PATTERN)
 
 
 class ProvisionCreate(msgspec.Struct, forbid_unknown_fields=True):
     """What CI may choose. Customer, tenant and subscription are not fields: they come from settings."""
 
     idempotency_key: IdempotencyKey
-    manifest_id: Annotated[str, Meta(min_length=1, max_length=100)]
-    region_id: Annotated[str, Meta(min_length=1, max_length=80)]
-    tier_id: Annotated[str, Meta(min_length=1, max_length=80)]
+    manifest_id: Annotated[str, _text(100)]
+    region_id: Annotated[str, _text(80)]
+    tier_id: Annotated[str, _text(80)]
 
 
 class ProvisionRead(msgspec.Struct):
@@ -121,15 +141,15 @@ class InstanceListRead(msgspec.Struct):
 
 
 class ChatCreate(msgspec.Struct, forbid_unknown_fields=True):
-    message: Annotated[str, Meta(min_length=1, max_length=4000)]
+    message: Annotated[str, _text(4000)]
 
 
 class UsageEventCreate(msgspec.Struct, forbid_unknown_fields=True):
     """One LLM call, reported by the agent that made it."""
 
-    request_id: Annotated[str, Meta(min_length=1, max_length=128)]
-    provider: Annotated[str, Meta(min_length=1, max_length=64)]
-    model: Annotated[str, Meta(min_length=1, max_length=128)]
+    request_id: Annotated[str, _text(128)]
+    provider: Annotated[str, _text(64)]
+    model: Annotated[str, _text(128)]
     input_tokens: Annotated[int, Meta(ge=0, le=2**31 - 1)]
     output_tokens: Annotated[int, Meta(ge=0, le=2**31 - 1)]
 

@@ -36,6 +36,9 @@ async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> Asy
     After ``keepalive`` seconds of upstream silence a comment goes out. A failure after streaming began, or a turn
     still running after ``turn_timeout`` seconds, ends the stream with an ``error`` event. However the stream ends
     (including the client going away, which cancels this generator), the upstream request is closed at once.
+
+    The turn is counted by how it ended: ``done``, ``broken``, ``timeout``, or ``client_left`` when the client went
+    away before any of those (at whatever point of the stream).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + turn_timeout
@@ -57,10 +60,11 @@ async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> Asy
                 if loop.time() < deadline:
                     yield KEEP_ALIVE
                 continue
-            chunk, outcome = _encode_batch([first, *_drain(arrived)])
+            chunk, state = _encode_batch([first, *_drain(arrived)])
             if chunk:
                 yield chunk
-            if outcome != "streaming":
+            if state != "streaming":
+                outcome = state
                 return
     finally:
         # Litestar cancels this generator when the client leaves, through an anyio cancel scope that would cancel

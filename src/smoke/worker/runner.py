@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,9 +15,13 @@ from saq import CronJob, Queue, Worker
 
 from smoke.observability import JOB_SECONDS, JOBS
 from smoke.settings import Settings
+from smoke.worker.log import JOB_FAILURES_IN_ONE_LINE
 from smoke.worker.tasks import JobContext, cleanup, provision, reconcile
 
 __all__ = ("RunningWorker", "make_worker", "running_worker")
+
+logger = logging.getLogger("smoke.worker")
+_FUNCTIONS = (provision, cleanup, reconcile)
 
 
 def make_worker(
@@ -29,11 +34,18 @@ def make_worker(
 ) -> Worker[JobContext]:
     """A worker for ``queue`` whose jobs resolve their services from ``container``.
 
-    ``sweep_seconds`` bounds how late a job whose worker died is noticed (then it is retried).
+    ``sweep_seconds`` bounds how late a job whose worker died is noticed (then it is retried). A job failing with a
+    ``SmokeError`` is logged in one line (``smoke.worker.log``).
     """
+    logging.getLogger("saq").addFilter(JOB_FAILURES_IN_ONE_LINE)
 
     async def start(ctx: JobContext) -> None:
         ctx["container"] = container
+        jobs = ", ".join(job.__name__ for job in _FUNCTIONS)
+        logger.info("worker started on queue %s (concurrency %d): %s", queue.name, concurrency, jobs)
+
+    async def stop(ctx: JobContext) -> None:
+        logger.info("worker stopped on queue %s", queue.name)
 
     async def before(ctx: JobContext) -> None:
         job = ctx["job"]
@@ -49,10 +61,11 @@ def make_worker(
 
     return Worker(
         queue,
-        functions=[provision, cleanup, reconcile],
+        functions=list(_FUNCTIONS),
         cron_jobs=[CronJob(reconcile, cron=reconcile_cron, timeout=300, retries=1)],
         concurrency=concurrency,
         startup=[start],
+        shutdown=[stop],
         before_process=[before],
         after_process=[after],
         timers={"sweep": sweep_seconds, "schedule": 1, "abort": 1, "worker_info": 10},

@@ -23,6 +23,25 @@ async def test_every_authentication_failure_gets_the_same_401(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.parametrize(
+    "after",
+    [b"\xc2\xa0", b"\xa0", b"\xc2\x85", b"\x85", b"\xe2\x80\xa8", b"\x0b", b"\x0c"],
+    ids=["U+00A0 (UTF-8)", "U+00A0 (Latin-1)", "U+0085 (UTF-8)", "U+0085 (Latin-1)", "U+2028", "VT", "FF"],
+)
+async def test_a_token_followed_by_anything_is_a_wrong_token(client: httpx.AsyncClient, after: bytes) -> None:
+    response = await client.get(
+        f"{SMOKE}/instances/by-key/k", headers={"Authorization": f"Bearer {TOKEN}".encode() + after}
+    )
+
+    assert (response.status_code, response.json()) == (401, {"detail": "Not authenticated"})
+
+
+async def test_only_one_space_separates_the_scheme_from_the_token(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"{SMOKE}/instances/by-key/k", headers={"Authorization": f"Bearer  {TOKEN}"})
+
+    assert response.status_code == 401
+
+
 async def test_the_scheme_is_case_insensitive(client: httpx.AsyncClient) -> None:
     response = await client.get(f"{SMOKE}/instances/by-key/k", headers={"Authorization": f"bearer {TOKEN}"})
 

@@ -22,6 +22,7 @@ def only_error(response: httpx.Response) -> dict[str, object]:
     [
         (provision_body(customer_id="x"), ["body", "customer_id"], "extra_forbidden"),
         (provision_body(tenant_id="x"), ["body", "tenant_id"], "extra_forbidden"),
+        ({**provision_body(), "": "x"}, ["body", ""], "extra_forbidden"),
         ({k: v for k, v in provision_body().items() if k != "tier_id"}, ["body", "tier_id"], "missing"),
         (provision_body(idempotency_key="k" * 256), ["body", "idempotency_key"], "string_too_long"),
         (provision_body(idempotency_key=""), ["body", "idempotency_key"], "string_too_short"),
@@ -45,11 +46,40 @@ async def test_a_bad_provision_body_is_a_422_at_its_field_and_stores_nothing(
     assert fakes.queue.enqueued == []
 
 
-@pytest.mark.parametrize("content", [b"{not json", b'{"idempotency_key": "k",}', b"\xff\xfe"])
-async def test_malformed_json_is_json_invalid_at_the_body(client: httpx.AsyncClient, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("content", "msg"),
+    [
+        (b"{not json", "Invalid JSON: object keys must be strings (byte 1)"),
+        (b'{"idempotency_key": "k",}', "Invalid JSON: trailing comma in object (byte 24)"),
+        (b"\xff\xfe", "Invalid JSON: invalid character (byte 0)"),
+        (b'{"idempotency_key": "k"', "Invalid JSON: input data was truncated"),
+        (b'{"idempotency_key": "\xed\xa0\x80"}', "Invalid JSON: invalid UTF-8 encoded string"),
+        (
+            b'{"idempotency_key": "\\ud800", "tier_id": "small"}',
+            "Invalid JSON: unexpected end of escaped utf-16 surrogate pair (byte 27)",
+        ),
+        (b'{"input_tokens": 1e999}', "Invalid JSON: number out of range"),
+        (b"[" * 60_000, "Invalid JSON: nested deeper than the decoder allows"),
+        (b'{"a": ' * 10_000, "Invalid JSON: nested deeper than the decoder allows"),
+    ],
+    ids=[
+        "malformed",
+        "trailing comma",
+        "not UTF-8",
+        "truncated",
+        "a UTF-8 surrogate",
+        "a lone \\ud800",
+        "1e999",
+        "[ x 60000",
+        "{ x 10000",
+    ],
+)
+async def test_a_body_that_is_not_decodable_json_is_json_invalid_at_the_body(
+    client: httpx.AsyncClient, content: bytes, msg: str
+) -> None:
     error = only_error(await client.post(f"{SMOKE}/provision", content=content))
 
-    assert (error["loc"], error["type"]) == (["body"], "json_invalid")
+    assert error == {"loc": ["body"], "msg": msg, "type": "json_invalid"}
 
 
 async def test_an_empty_body_is_missing(client: httpx.AsyncClient) -> None:
@@ -119,3 +149,21 @@ async def test_an_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None
     response = await client.get("/nowhere")
 
     assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+
+
+@pytest.mark.parametrize("field", ["idempotency_key", "manifest_id", "region_id", "tier_id"])
+async def test_a_nul_in_any_field_is_a_422_at_that_field(client: httpx.AsyncClient, field: str) -> None:
+    error = only_error(await client.post(f"{SMOKE}/provision", json=provision_body(**{field: "a\x00b"})))
+
+    assert (error["loc"], error["type"]) == (["body", field], "string_pattern_mismatch")
+    assert "U+0000" in error["msg"]
+
+
+async def test_a_nul_in_the_poll_path_is_a_422_at_the_path(client: httpx.AsyncClient) -> None:
+    error = only_error(await client.get(f"{SMOKE}/instances/by-key/a%00b"))
+
+    assert error == {
+        "loc": ["path", "idempotency_key"],
+        "msg": "String should not contain '/' (a key is one path segment) or U+0000",
+        "type": "string_pattern_mismatch",
+    }

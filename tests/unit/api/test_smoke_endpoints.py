@@ -133,3 +133,9 @@ async def test_instance_status_is_a_string_of_the_documented_set(
     )
 
     assert (await client.get(f"{SMOKE}/instances/{instance_id}")).json()["status"] == "running"
+
+
+async def test_options_allows_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    response = await client.options(f"{SMOKE}/instances/{uuid.uuid4()}")
+
+    assert (response.status_code, response.headers["allow"]) == (204, "DELETE, GET, OPTIONS")

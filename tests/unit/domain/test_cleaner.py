@@ -78,7 +78,7 @@ async def test_a_recorded_server_without_its_labels_is_deleted_by_its_id(
     assert fakes.cloud.servers == {}
 
 
-async def test_a_refused_cleanup_is_one_warning_line(
+async def test_a_refused_cleanup_is_noted_and_raised_for_the_worker_to_log_once(
     cleaner: Cleaner, fakes: FakeAdaptersProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     instance = plant_instance(fakes, deleted=True)
@@ -87,6 +87,7 @@ async def test_a_refused_cleanup_is_one_warning_line(
     with pytest.raises(CloudError):
         await cleaner.clean(instance.id)
 
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", f"cleanup of {instance.id} failed, will retry: Hetzner: protected: delete protection is on")
+    assert caplog.records == []  # the worker's one line names the job, the attempt and this reason
+    assert [c.reason for c in fakes.db.history if c.instance_id == instance.id] == [
+        "cleanup failed, retrying: Hetzner: protected: delete protection is on"
     ]

@@ -8,12 +8,11 @@ from uuid import UUID
 from dishka.integrations.litestar import FromDishka, inject
 from litestar import Controller, Request, post
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 
-from smoke.api.auth import NOT_AUTHENTICATED
+from smoke.api.auth import not_authenticated, presented_bearer_token
 from smoke.api.schemas import ErrorRead, UsageEventCreate, UsageRecordedRead, ValidationErrorRead
 from smoke.domain.errors import UnknownAgentToken
 from smoke.domain.models import UsageEvent
@@ -26,14 +25,14 @@ AGENT_INSTANCE = "agent_instance_id"
 
 async def agent_token_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
     """Admit an agent presenting its instance's current token; remember which instance it is."""
-    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+    token = presented_bearer_token(connection)
     recorder = await connection.state.dishka_container.get(UsageRecorder)
     try:
-        if scheme.lower() != "bearer":
+        if not token.isascii():  # agent tokens are ASCII: anything else is no agent's token
             raise UnknownAgentToken
-        connection.state[AGENT_INSTANCE] = await recorder.authenticate(token.strip())
+        connection.state[AGENT_INSTANCE] = await recorder.authenticate(token.decode("ascii"))
     except UnknownAgentToken:
-        raise NotAuthorizedException(detail=NOT_AUTHENTICATED, headers={"WWW-Authenticate": "Bearer"}) from None
+        raise not_authenticated() from None
 
 
 class AgentController(Controller):

@@ -14,6 +14,7 @@ from litestar.response import Stream
 
 from smoke.api.auth import ops_bearer_guard
 from smoke.api.schemas import (
+    IDEMPOTENCY_KEY_PATTERN,
     ChatCreate,
     DeleteRead,
     ErrorRead,
@@ -96,7 +97,13 @@ class SmokeController(Controller):
     async def poll(
         self,
         idempotency_key: Annotated[
-            str, Parameter(min_length=1, max_length=255, description="The key given to Smoke Provision")
+            str,
+            Parameter(
+                min_length=1,
+                max_length=255,
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+                description="The key given to Smoke Provision",
+            ),
         ],
         lookup: FromDishka[InstanceLookup],
     ) -> PollRead:

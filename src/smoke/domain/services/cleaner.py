@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -12,8 +11,6 @@ from smoke.domain.ports import CloudProvider, Database
 from smoke.domain.services.notes import note
 
 __all__ = ("Cleaner", "delete_servers_of")
-
-logger = logging.getLogger("smoke.cleanup")
 
 
 async def delete_servers_of(cloud: CloudProvider, instance: Instance) -> int:
@@ -44,8 +41,7 @@ class Cleaner:
             return instance.status if instance else None
         try:
             await delete_servers_of(self.cloud, instance)
-        except CloudError as error:
-            logger.warning("cleanup of %s failed, will retry: %s", instance_id, error.reason)
+        except CloudError as error:  # the job is retried, and its failure logged in one line by the worker
             await note(self.database, instance_id, f"cleanup failed, retrying: {error.reason}")
             raise
         async with self.database.begin() as uow:

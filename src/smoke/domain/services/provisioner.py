@@ -98,8 +98,7 @@ class Provisioner:
                     return InstanceStatus.DELETING
                 instance = current
             return await self.fail(instance_id, f"not running after {self.policy.timeout_seconds} s")
-        except CloudTransientError as error:
-            logger.warning("provision of %s will be retried: %s", instance_id, error.reason)
+        except CloudTransientError as error:  # the job is retried, and its failure logged in one line by the worker
             await note(self.database, instance_id, f"retrying: {error.reason}")
             raise
         except CloudError as error:
