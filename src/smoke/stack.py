@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import os
 import secrets
 import shutil
@@ -203,6 +204,15 @@ async def _start_worker(
         raise StartupFailed(f"cannot reach the queue at {where} ({variable}): {cause}") from None
 
 
+def _freeze_what_start_up_made() -> None:
+    """Collect start-up's garbage once and freeze the survivors (the app's ~170k long-lived objects).
+
+    Otherwise every full collection walks them all (~76 ms here, the read path's p99 before this).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _print_banner(settings: Settings, url: str, generated_token: bool) -> None:
     """Where the API is, and a ``curl`` that works as pasted (the token from the environment, a fresh key)."""
     print(f"smoke: API on {url}  (docs: {url}/schema)")
@@ -220,6 +230,7 @@ def _print_banner(settings: Settings, url: str, generated_token: bool) -> None:
 async def _serve_api(settings: Settings, host: str, port: int) -> None:
     async with contextlib.AsyncExitStack() as stack:
         await _listen(stack, create_app(make_container(settings)), host, port)  # the app closes its container
+        _freeze_what_start_up_made()
         await until_signalled()
     print("smoke: stopped", file=sys.stderr)
 
@@ -267,6 +278,7 @@ async def _run_stack(
         await _listen(stack, create_app(container), host, port)
         await preflight(container)
         await _start_worker(stack, container, settings)
+        _freeze_what_start_up_made()
         if main is not None:
             await main(url)
             return

@@ -74,9 +74,10 @@ class DashboardController(Controller):
     ) -> Redirect | Template:
         """Constant-time check of the token; the cookie proves it was typed, a wrong one gets the form and 401.
 
-        Surrounding whitespace is dropped: an ops token has none, and a pasted one often does.
+        Surrounding ASCII spaces, tabs and line breaks are dropped (an ops token has none, and a pasted one often
+        does); nothing else is, so a token with a trailing U+00A0 or U+0085 is as wrong here as in a header.
         """
-        presented = data.token.strip().encode("utf-8", "surrogateescape")
+        presented = data.token.strip(" \t\r\n").encode("utf-8", "surrogateescape")
         ops_token: bytes = request.app.state.ops_token
         if not hmac.compare_digest(presented, ops_token):
             return Template("login.html", context={"message": _REFUSAL}, status_code=401)
