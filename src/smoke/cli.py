@@ -93,13 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--host", default="127.0.0.1", help="the address the API listens on")
     up.add_argument("--port", type=int, default=8000, help="the API's port")
-    up.add_argument(
-        "--agents",
-        choices=("inline", "process"),
-        default="inline",
-        help="the simulated cloud's agents: in-process echo agents, or each server's user data carried out and its "
-        "service run as a real process (see smoke simulate-cloud)",
-    )
+    _add_agents_argument(up)
     up.set_defaults(run=_up)
 
     demo = commands.add_parser(
@@ -109,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         "removed afterwards; never the ./.smoke/ of smoke up), smoke check against it, then a clean stop.",
     )
     _add_check_arguments(demo)
+    _add_agents_argument(demo)
     demo.set_defaults(run=_demo)
 
     check = commands.add_parser(
@@ -224,6 +219,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _add_agents_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--agents",
+        choices=("inline", "process"),
+        default="inline",
+        help="the simulated cloud's agents: in-process echo agents, or each server's user data carried out and its "
+        "service (smoke's reference agent) run as a real process (see smoke simulate-cloud)",
+    )
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from smoke import stack
 
@@ -249,7 +254,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if "LOG_LEVEL" not in os.environ:  # the progress lines are the demo's output; the stack's logs would bury them
         logging.getLogger().setLevel(logging.WARNING)
     console = stderr_console()
-    report = stack.demo(settings, template, console)
+    report = stack.demo(settings, template, console, agents=args.agents)
     if report is None:
         return EXIT_INTERRUPTED
     return emit_report(report, console=console, json_output=args.json, junit_path=args.junit_xml)

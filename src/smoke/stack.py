@@ -56,7 +56,7 @@ def up(settings: Settings, host: str, port: int, *, agents: str = "inline") -> N
         run(_run_stack(settings, host, port, generated_token, agents=agents))
 
 
-def demo(settings: Settings, template: CheckOptions, console: Console) -> CheckReport | None:
+def demo(settings: Settings, template: CheckOptions, console: Console, *, agents: str = "inline") -> CheckReport | None:
     """``smoke demo``: the stack on a free port and throwaway state, ``smoke check`` against it, then a stop.
 
     The embedded PostgreSQL lives in a new temporary directory, removed at the end: a demo never shares a database,
@@ -77,7 +77,7 @@ def demo(settings: Settings, template: CheckOptions, console: Console) -> CheckR
         prepared_stack(settings, state / "pgdata", throwaway=True) as (stack_settings, _generated),
         contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError),  # the report says "interrupted"
     ):
-        run(_run_stack(stack_settings, "127.0.0.1", free_port(), False, main=check_against))
+        run(_run_stack(stack_settings, "127.0.0.1", free_port(), False, main=check_against, agents=agents))
     return checks[0].report if checks else None
 
 

@@ -193,6 +193,15 @@ def test_smoke_demo_checks_a_stack_on_throwaway_state_and_exits_with_the_checks_
     assert not (tmp_path / ".smoke").exists()  # never the state of smoke up
 
 
+@pytest.mark.slow
+def test_smoke_demo_passes_with_the_reference_agent_run_as_a_process_from_the_user_data(tmp_path: Path) -> None:
+    result = smoke_command("demo", "--agents", "process", "--json", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    steps = {step["name"]: step for step in json.loads(result.stdout)["steps"]}
+    assert "usage echo/echo-1" in steps["chat"]["message"]  # the reference agent's echo backend, not the inline agent
+
+
 async def test_a_refused_hetzner_token_fails_the_command_in_seconds_naming_the_refusal(
     api_url_on_a_cloud_refusing_the_token: str, settings: Settings, tmp_path: Path
 ) -> None:
