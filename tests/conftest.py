@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -204,7 +205,8 @@ def _served_by(url: str, pid: int) -> bool:
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     try:
-        return bool(client.info("server")["process_id"] == pid)
+        info = cast("dict[str, Any]", client.info("server"))  # redis-py types a sync and an async answer alike
+        return bool(info["process_id"] == pid)
     except redis.exceptions.RedisError:
         return False
     finally:

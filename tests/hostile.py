@@ -269,8 +269,7 @@ def cases_of(operation: Operation) -> Iterator[Case]:
             for label, segment in HOSTILE_SEGMENTS.items():
                 yield Case(operation, f"path.{slot.name} {label}", slot, segment, raw=True)
     if operation.body is not None:
-        for label, (body, *expected) in HOSTILE_BODIES.items():
-            status, loc, type_ = expected
+        for label, (body, status, loc, type_) in HOSTILE_BODIES.items():
             yield Case(operation, f"body {label}", None, body.decode("latin-1"), expected=(status, loc, type_))
 
 

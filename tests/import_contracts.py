@@ -8,9 +8,11 @@ modules and the modules of ``sys.stdlib_module_names``; anything else breaks it,
 from __future__ import annotations
 
 import sys
+from typing import cast
 
 from grimp import ImportGraph
 from importlinter import Contract, ContractCheck, fields, output
+from importlinter.domain.imports import Module
 
 
 class StandardLibraryOnlyContract(Contract):
@@ -22,9 +24,9 @@ class StandardLibraryOnlyContract(Contract):
     def check(self, graph: ImportGraph, verbose: bool) -> ContractCheck:
         violations = []
         allowed: set[str] = set()
-        for module in self.allowed_modules or []:  # type: ignore[attr-defined]
+        for module in self._modules("allowed_modules"):
             allowed |= {module.name} | graph.find_descendants(module.name)
-        for source in self.source_modules:  # type: ignore[attr-defined]
+        for source in self._modules("source_modules"):
             own = {source.name} | graph.find_descendants(source.name)
             for importer in sorted(own):
                 for imported in sorted(graph.find_modules_directly_imported_by(importer) - own - allowed):
@@ -33,6 +35,10 @@ class StandardLibraryOnlyContract(Contract):
                         lines = ", ".join(str(detail["line_number"]) for detail in details)
                         violations.append(f"{importer} imports {imported} (l. {lines})")
         return ContractCheck(kept=not violations, metadata={"violations": violations})
+
+    def _modules(self, field: str) -> list[Module]:
+        """The modules of ``field``: import-linter sets each field's parsed value (None if left out) on the instance."""
+        return cast("list[Module]", getattr(self, field) or [])
 
     def render_broken_contract(self, check: ContractCheck) -> None:
         for violation in check.metadata["violations"]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -125,7 +125,9 @@ class ReceivedEvent:
     at: float
 
 
-def chat(agent: RunningAgent, message: str, token: str = AGENT_TOKEN, timeout: float = 5.0) -> Iterator[ReceivedEvent]:
+def chat(
+    agent: RunningAgent, message: str, token: str = AGENT_TOKEN, timeout: float = 5.0
+) -> Generator[ReceivedEvent, None, None]:
     """The turn's events as each arrives (``at``: ``time.monotonic()`` then); a read waits ``timeout`` at most."""
     headers = {"Authorization": f"Bearer {token}"}
     parser = SseParser()

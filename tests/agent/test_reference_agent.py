@@ -109,11 +109,12 @@ def test_a_refused_usage_report_is_final(agent_file: Path, tmp_path: Path) -> No
 
 
 def test_openai_deltas_are_relayed_as_they_arrive(agent_file: Path, tmp_path: Path) -> None:
-    llm = FakeLlm(pieces=["Hel", "lo", " there"], before_last=threading.Event())
+    before_last = threading.Event()
+    llm = FakeLlm(pieces=["Hel", "lo", " there"], before_last=before_last)
     with llm_agent(agent_file, tmp_path, llm) as (agent, _):
         events = chat(agent, "say hello")
         first = next(events)  # the LLM holds its last piece back until this has arrived
-        llm.before_last.set()
+        before_last.set()
         rest = list(events)
 
     assert (first.event, first.data) == ("delta", {"text": "Hel"})
@@ -166,12 +167,13 @@ def test_the_log_has_a_line_per_turn_and_no_secret(agent_file: Path, tmp_path: P
 
 
 def test_a_client_that_goes_away_mid_turn_leaves_the_agent_serving(agent_file: Path, tmp_path: Path) -> None:
-    llm = FakeLlm(pieces=["one", " two"], before_last=threading.Event())
+    before_last = threading.Event()
+    llm = FakeLlm(pieces=["one", " two"], before_last=before_last)
     with llm_agent(agent_file, tmp_path, llm) as (agent, _):
         events = chat(agent, "hang up on me")
         next(events)
         events.close()  # closes the connection mid-turn
-        llm.before_last.set()
+        before_last.set()
         response = httpx.get(f"{agent.url}/healthz")
         log = agent.log()
 

@@ -13,6 +13,7 @@ from smoke.bootstrap import make_container
 from smoke.settings import Settings
 from smoke.worker import running_worker
 from tests.lifespan import running
+from tests.typed import asgi_transport
 
 SMOKE = "/internal/v1/smoke"
 SIM_TOKEN = "sim-token"
@@ -22,7 +23,7 @@ SIM_TOKEN = "sim-token"
 async def api(settings: Settings, clean_database: str) -> AsyncIterator[httpx.AsyncClient]:
     """The API on the real container (PostgreSQL, saq on PostgreSQL), called in-process: JSON endpoints only."""
     app = create_app(make_container(settings.replace(max_live_instances=3)))
-    transport = httpx.ASGITransport(app=app)
+    transport = asgi_transport(app)
     async with running(app), httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         client.headers["Authorization"] = f"Bearer {settings.ops_bearer_token}"
         yield client
@@ -55,7 +56,7 @@ async def running_stack(settings: Settings, *, with_worker: bool = True) -> Asyn
         await stack.enter_async_context(running(app))
         if with_worker:
             await stack.enter_async_context(running_worker(container, settings))
-        transport = httpx.ASGITransport(app=app)
+        transport = asgi_transport(app)
         client = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://api"))
         client.headers["Authorization"] = f"Bearer {settings.ops_bearer_token}"
         yield client

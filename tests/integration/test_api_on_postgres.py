@@ -25,7 +25,7 @@ async def test_fifty_concurrent_identical_provisions_store_one_request_and_one_j
     assert len({r.content for r in responses}) == 1
     task_id = responses[0].json()["task_id"]
     assert await db.fetchval("SELECT count(*) FROM provision_ledger") == 1
-    assert await db.fetch("SELECT key FROM saq_jobs") == [(task_id,)]
+    assert [tuple(row) for row in await db.fetch("SELECT key FROM saq_jobs")] == [(task_id,)]
 
 
 async def test_the_same_key_with_another_body_is_refused_and_changes_nothing(
@@ -68,6 +68,7 @@ async def test_delete_applies_the_recipe_in_the_database_and_queues_the_cleanup(
 
     assert deleted.json() == again.json() == {"instance_id": instance_id, "status": "deleting"}
     row = await db.fetchrow("SELECT hostname, status, deleted_at FROM instances WHERE id = $1", uuid.UUID(instance_id))
+    assert row is not None
     assert row["status"] == "deleting"
     assert row["hostname"] == f"smoke-{uuid.UUID(instance_id).hex[:12]}-deleted-{int(row['deleted_at'].timestamp())}"
     assert await db.fetchval("SELECT count(*) FROM saq_jobs WHERE key = $1", f"cleanup:{instance_id}") == 1

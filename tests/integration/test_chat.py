@@ -56,7 +56,7 @@ async def running_instance(api: httpx.AsyncClient, key: str = "chat-1") -> str:
 
 
 async def read_events(response: httpx.Response) -> list[tuple[float, SseEvent]]:
-    parser, events = SseParser(), []
+    parser, events = SseParser(), list[tuple[float, SseEvent]]()
     async for chunk in response.aiter_raw():
         events.extend((time.monotonic(), event) for event in parser.feed(chunk))
     return events

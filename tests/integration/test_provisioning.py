@@ -95,20 +95,21 @@ async def test_a_delete_racing_the_server_creation_leaves_no_server(
 async def test_a_planted_orphan_server_is_deleted_by_reconcile(
     stack: httpx.AsyncClient, cloud: httpx.AsyncClient, cloud_url: str
 ) -> None:
-    orphan = {
+    labels = {
+        "managed-by": "smoke",
+        "smoke-instance-id": str(uuid.uuid4()),
+        "smoke-customer-id": str(SCOPE.customer_id),
+    }
+    orphan: dict[str, object] = {
         "name": "planted-orphan",
         "server_type": "cpx22",
         "image": "ubuntu-24.04",
         "location": "fsn1",
-        "labels": {
-            "managed-by": "smoke",
-            "smoke-instance-id": str(uuid.uuid4()),
-            "smoke-customer-id": str(SCOPE.customer_id),
-        },
+        "labels": labels,
     }
     bystanders = [
         orphan | {"name": "not-ours", "labels": {"team": "other"}},
-        orphan | {"name": "staging", "labels": orphan["labels"] | {"smoke-customer-id": str(uuid.uuid4())}},
+        orphan | {"name": "staging", "labels": labels | {"smoke-customer-id": str(uuid.uuid4())}},
         orphan | {"name": "old-stranger", "labels": {"managed-by": "smoke", "smoke-instance-id": str(uuid.uuid4())}},
     ]
     for body in (orphan, *bystanders):

@@ -15,11 +15,13 @@ from hcloud import APIException, Client
 from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
+from hcloud.servers import CreateServerResponse
 
 from smoke.serving import serve_asgi
 from smoke.simulators import create_cloud_simulator
 from smoke.simulators.agent.user_data import parse_agent_config
 from smoke.simulators.hetzner.rate_limit import TokenBucket
+from tests.typed import present
 
 TOKEN = "sim-token"
 AGENT_TOKEN = "agent-secret-1"
@@ -164,7 +166,7 @@ async def sim_state(sim: httpx.AsyncClient) -> dict[str, Any]:
 # --- the official hcloud client -------------------------------------------------------------------------------
 
 
-def create_with_hcloud(client: Client, name: str, labels: dict[str, str]) -> Any:
+def create_with_hcloud(client: Client, name: str, labels: dict[str, str]) -> CreateServerResponse:
     return client.servers.create(
         name=name,
         server_type=ServerType(name="cpx22"),
@@ -180,12 +182,12 @@ async def test_hcloud_creates_a_server_that_runs_once_its_actions_finish(hcloud:
     for action in created.next_actions:
         await asyncio.to_thread(action.wait_until_finished)
 
-    server = await asyncio.to_thread(hcloud.servers.get_by_id, created.server.id)
+    server = await asyncio.to_thread(hcloud.servers.get_by_id, present(created.server.id))
 
     assert created.server.status == "initializing"
     assert created.root_password
     assert server.status == "running"
-    assert server.public_net.ipv4.ip.startswith("203.0.113.")
+    assert present(present(server.public_net).ipv4).ip.startswith("203.0.113.")
     assert server.labels == {"app": "demo"}
 
 
@@ -193,13 +195,13 @@ async def test_hcloud_lists_servers_by_label_selector_and_finds_one_by_name(hclo
     for name, labels in [("a-1", {"env": "prod"}), ("b-1", {"env": "test", "db": ""}), ("c-1", {"env": "dev"})]:
         await asyncio.to_thread(create_with_hcloud, hcloud, name, labels)
 
-    def names(selector: str) -> list[str]:
+    def names(selector: str) -> list[str | None]:
         return [server.name for server in hcloud.servers.get_all(label_selector=selector)]
 
     assert await asyncio.to_thread(names, "env in (prod,test)") == ["a-1", "b-1"]
     assert await asyncio.to_thread(names, "env!=prod,!db") == ["c-1"]
     assert await asyncio.to_thread(names, "db") == ["b-1"]
-    assert (await asyncio.to_thread(hcloud.servers.get_by_name, "b-1")).labels == {"env": "test", "db": ""}
+    assert present(await asyncio.to_thread(hcloud.servers.get_by_name, "b-1")).labels == {"env": "test", "db": ""}
     assert await asyncio.to_thread(hcloud.servers.get_by_name, "zzz") is None
 
 
@@ -219,7 +221,7 @@ async def test_hcloud_deletes_a_server_which_is_then_not_found(hcloud: Client) -
     await asyncio.to_thread(deletion.wait_until_finished)
 
     with pytest.raises(APIException) as raised:
-        await asyncio.to_thread(hcloud.servers.get_by_id, created.server.id)
+        await asyncio.to_thread(hcloud.servers.get_by_id, present(created.server.id))
 
     assert deletion.command == "delete_server"
     assert raised.value.code == "not_found"

@@ -53,7 +53,7 @@ async def test_a_job_failing_for_an_expected_reason_logs_one_line_per_attempt_an
 
         async def failed() -> bool:
             await job.refresh()
-            return job.status.value == "failed"
+            return bool(job.status.value == "failed")
 
         await until(failed, timeout=30)
     await container.close()

@@ -80,9 +80,9 @@ class Bearer:
         return KNOWN.get("agent_token", "none") if context.operation.path == USAGE_PATH else TOKEN
 
     def set(self, case: schemathesis.Case[Any], data: str, context: schemathesis.AuthContext) -> None:
-        if case.headers is None:
-            case.headers = CaseInsensitiveDict()
-        case.headers["Authorization"] = f"Bearer {data}"
+        headers = case.headers or CaseInsensitiveDict()
+        headers["Authorization"] = f"Bearer {data}"
+        case.headers = headers
 
 
 @schema.hook

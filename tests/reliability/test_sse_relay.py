@@ -107,7 +107,7 @@ async def _relayed(relay: Relay, message: str) -> tuple[list[tuple[float, SseEve
 
 async def _direct(relay: Relay, settings: Settings, message: str) -> list[SseEvent]:
     token = HmacTokenIssuer(settings.agent_token_secret or "").agent_token(uuid.UUID(relay.instance_id)).token
-    parser, events = SseParser(), []
+    parser, events = SseParser(), list[SseEvent]()
     async with (
         httpx.AsyncClient(base_url=relay.cloud_url, timeout=30) as client,
         client.stream(
@@ -261,7 +261,7 @@ async def _until(predicate: object, timeout: float = 10.0) -> None:
 
 async def _read_to_the_end(relay: Relay, message: str, bound: float) -> tuple[list[SseEvent], float, float]:
     """The relayed events, when the last byte arrived (since the start) and the longest silence between bytes."""
-    parser, events = SseParser(), []
+    parser, events = SseParser(), list[SseEvent]()
     started = last = time.monotonic()
     gap = 0.0
     url = f"{SMOKE}/instances/{relay.instance_id}/chat"

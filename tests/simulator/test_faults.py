@@ -191,7 +191,10 @@ def test_realistic_timing_creates_in_about_ten_seconds_and_boots_in_twenty_to_fo
     with api(cloud) as client:
         started = time.monotonic()
         server_id = client.post("/servers", json=server_body("web-1")).json()["server"]["id"]
-        status = lambda: client.get(f"/servers/{server_id}").json()["server"]["status"]  # noqa: E731
+
+        def status() -> object:
+            return client.get(f"/servers/{server_id}").json()["server"]["status"]
+
         _until(lambda: status() == "running", timeout=20, interval=0.25)
         running_after = time.monotonic() - started
         agent_down_at_running = cloud.control.get(f"/agents/{server_id}/healthz").status_code

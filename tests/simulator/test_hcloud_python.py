@@ -7,14 +7,16 @@ from typing import Any
 
 import pytest
 from hcloud import APIException, Client
+from hcloud.actions import BoundAction
 from hcloud.firewalls import FirewallResource, FirewallResourceLabelSelector, FirewallRule
 from hcloud.images import Image
 from hcloud.locations import Location
-from hcloud.server_types import ServerType
-from hcloud.servers import BoundServer
+from hcloud.server_types import ServerType, ServerTypeLocation
+from hcloud.servers import BoundServer, CreateServerResponse, PublicNetworkFirewall, Server
 from hcloud.ssh_keys import SSHKey
 
 from tests.simulator.conftest import FAST, TOKEN, SimulatedCloud
+from tests.typed import present
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBhZVBDSoDVSS5xAEqmFfjht+MG422xi4KoA2yTn4muz ci@example"
 FINGERPRINT = "27:8c:c4:87:d4:a4:fc:fa:0a:e6:8b:80:38:d2:ac:74"  # ssh-keygen -E md5 -lf of PUBLIC_KEY
@@ -26,7 +28,7 @@ def hcloud(cloud: SimulatedCloud) -> Client:
     return Client(token=TOKEN, api_endpoint=cloud.api_url, poll_interval=0.05, timeout=10)
 
 
-def create(client: Client, name: str, **options: Any) -> Any:
+def create(client: Client, name: str, **options: Any) -> CreateServerResponse:
     options = {"server_type": ServerType(name="cpx22"), "image": Image(name="ubuntu-24.04"), **options}
     return client.servers.create(name=name, location=Location(name="fsn1"), **options)
 
@@ -37,7 +39,17 @@ def running(client: Client, name: str, **options: Any) -> BoundServer:
     created.action.wait_until_finished()
     for action in created.next_actions:
         action.wait_until_finished()
-    return client.servers.get_by_id(created.server.id)
+    return client.servers.get_by_id(present(created.server.id))
+
+
+def firewalls_of(server: Server) -> list[PublicNetworkFirewall]:
+    """The firewalls ``public_net`` lists for ``server``."""
+    return present(present(server.public_net).firewalls)
+
+
+def locations_of(client: Client, server_type: str) -> list[ServerTypeLocation]:
+    """Where the server type of that name is offered, as ``GET /server_types`` lists it."""
+    return present(present(client.server_types.get_by_name(server_type)).locations)
 
 
 def api_error(call: Callable[[], object]) -> APIException:
@@ -54,7 +66,7 @@ def test_a_server_is_created_waited_for_read_and_deleted(hcloud: Client) -> None
     created.action.wait_until_finished()
     [start] = created.next_actions
     start.wait_until_finished()
-    server = hcloud.servers.get_by_id(created.server.id)
+    server = hcloud.servers.get_by_id(present(created.server.id))
     deletion = server.delete()
     deletion.wait_until_finished()
 
@@ -65,12 +77,12 @@ def test_a_server_is_created_waited_for_read_and_deleted(hcloud: Client) -> None
     )
     assert created.root_password
     assert server.status == "running"
-    assert server.id >= 10_000_000
+    assert present(server.id) >= 10_000_000
     assert created.action.id >= 10_000_000
-    assert server.public_net.ipv4.ip.startswith("203.0.113.")
+    assert present(present(server.public_net).ipv4).ip.startswith("203.0.113.")
     assert server.labels == {"app": "demo"}
     assert deletion.command == "delete_server"
-    assert api_error(lambda: hcloud.servers.get_by_id(server.id)).code == "not_found"
+    assert api_error(lambda: hcloud.servers.get_by_id(present(server.id))).code == "not_found"
 
 
 def test_get_all_pages_past_fifty_and_get_list_returns_one_page(hcloud: Client) -> None:
@@ -83,8 +95,9 @@ def test_get_all_pages_past_fifty_and_get_list_returns_one_page(hcloud: Client) 
     assert len(everything) == 55
     assert len({server.id for server in everything}) == 55
     assert len(second_page.servers) == 5
-    assert second_page.meta.pagination.total_entries == 55
-    assert (second_page.meta.pagination.previous_page, second_page.meta.pagination.next_page) == (1, None)
+    pagination = present(second_page.meta.pagination)
+    assert pagination.total_entries == 55
+    assert (pagination.previous_page, pagination.next_page) == (1, None)
 
 
 @pytest.mark.parametrize(
@@ -117,16 +130,16 @@ def test_put_renames_and_relabels_a_server(hcloud: Client) -> None:
     updated = hcloud.servers.update(server, name="web-2", labels={"b": "2"})
 
     assert (updated.name, updated.labels) == ("web-2", {"b": "2"})
-    assert hcloud.servers.get_by_name("web-2").id == server.id
+    assert present(hcloud.servers.get_by_name("web-2")).id == server.id
     assert hcloud.servers.get_by_name("web-1") is None
 
 
 def test_power_actions_move_the_server_between_running_and_off(hcloud: Client) -> None:
     server = running(hcloud, "web-1")
 
-    def after(action: Any) -> tuple[str, str]:
+    def after(action: BoundAction) -> tuple[str | None, str | None]:
         action.wait_until_finished()
-        return action.command, hcloud.servers.get_by_id(server.id).status
+        return action.command, hcloud.servers.get_by_id(present(server.id)).status
 
     assert after(server.power_off()) == ("stop_server", "off")
     assert after(server.power_on()) == ("start_server", "running")
@@ -150,17 +163,17 @@ def test_an_arm_server_type_gets_the_arm_image_of_the_same_name(hcloud: Client) 
     server = create(hcloud, "arm-1", server_type=ServerType(name="cax11")).server
     images = hcloud.images.get_all(name="ubuntu-24.04")
 
-    assert (server.server_type.architecture, server.image.architecture) == ("arm", "arm")
-    assert sorted(image.architecture for image in images) == ["arm", "x86"]
-    assert [image.architecture for image in hcloud.images.get_all(architecture="arm")] == ["arm", "arm", "arm"]
-    assert hcloud.images.get_by_name_and_architecture("ubuntu-24.04", "arm").id == server.image.id
+    assert (present(server.server_type).architecture, present(server.image).architecture) == ("arm", "arm")
+    assert sorted(present(image.architecture) for image in images) == ["arm", "x86"]
+    assert [image.architecture for image in hcloud.images.get_all(architecture=["arm"])] == ["arm", "arm", "arm"]
+    assert present(hcloud.images.get_by_name_and_architecture("ubuntu-24.04", "arm")).id == present(server.image).id
 
 
 def test_the_catalogue_is_readable_by_id(hcloud: Client) -> None:
     assert hcloud.server_types.get_by_id(109).name == "cpx22"
     assert hcloud.locations.get_by_id(3).name == "hel1"
     assert hcloud.images.get_by_id(161547269).name == "ubuntu-24.04"
-    assert [loc.location.name for loc in hcloud.server_types.get_by_name("cax11").locations] == ["fsn1", "nbg1", "hel1"]
+    assert [loc.location.name for loc in locations_of(hcloud, "cax11")] == ["fsn1", "nbg1", "hel1"]
 
 
 # --- errors: each code as the client raises it ---------------------------------------------------------------------
@@ -222,7 +235,7 @@ def test_a_sold_out_type_raises_resource_unavailable(cloud: SimulatedCloud, hclo
     error = api_error(lambda: create(hcloud, "web-1"))
 
     assert (error.code, error.message) == ("resource_unavailable", "error during placement")
-    assert [loc.available for loc in hcloud.server_types.get_by_name("cpx22").locations][:2] == [False, True]
+    assert [loc.available for loc in locations_of(hcloud, "cpx22")][:2] == [False, True]
 
 
 def test_placement_error_and_unavailable_are_raised_not_retried(cloud: SimulatedCloud, hcloud: Client) -> None:
@@ -269,7 +282,7 @@ def test_a_failed_action_raises_action_failed(cloud: SimulatedCloud, hcloud: Cli
 
     with pytest.raises(ActionFailedException):
         created.action.wait_until_finished()
-    assert hcloud.servers.get_by_id(created.server.id).status == "off"
+    assert hcloud.servers.get_by_id(present(created.server.id)).status == "off"
 
 
 # --- ssh keys ----------------------------------------------------------------------------------------------------
@@ -285,10 +298,10 @@ def test_ssh_keys_are_created_found_updated_and_deleted(hcloud: Client) -> None:
     hcloud.ssh_keys.delete(key)
 
     assert key.fingerprint == FINGERPRINT
-    assert by_name.id == by_fingerprint.id == key.id
+    assert present(by_name).id == present(by_fingerprint).id == key.id
     assert [k.id for k in by_label] == [key.id]
     assert (updated.name, updated.labels) == ("ci-2", {})
-    assert api_error(lambda: hcloud.ssh_keys.get_by_id(key.id)).code == "not_found"
+    assert api_error(lambda: hcloud.ssh_keys.get_by_id(present(key.id))).code == "not_found"
 
 
 def test_a_duplicate_or_malformed_key_is_refused(hcloud: Client) -> None:
@@ -318,18 +331,19 @@ AGENT_RULE = FirewallRule(direction="in", protocol="tcp", port="8080", source_ip
 
 
 def test_a_firewall_given_at_create_is_listed_on_the_server(hcloud: Client) -> None:
-    firewall = hcloud.firewalls.create(name="agents", rules=[AGENT_RULE], labels={"managed-by": "smoke"}).firewall
+    labels = {"managed-by": "smoke"}  # hcloud annotates ``labels`` as ``str``; its docstring and the API say a dict
+    firewall = hcloud.firewalls.create(name="agents", rules=[AGENT_RULE], labels=labels).firewall  # type: ignore[arg-type]
 
     created = create(hcloud, "web-1", firewalls=[firewall])
     created.action.wait_until_finished()
-    server = hcloud.servers.get_by_id(created.server.id)
+    server = hcloud.servers.get_by_id(present(created.server.id))
     found = hcloud.firewalls.get_all(label_selector="managed-by=smoke", name="agents")
 
-    assert [(fw.firewall.id, fw.status) for fw in created.server.public_net.firewalls] == [(firewall.id, "pending")]
-    assert [(fw.firewall.id, fw.status) for fw in server.public_net.firewalls] == [(firewall.id, "applied")]
+    assert [(fw.firewall.id, fw.status) for fw in firewalls_of(created.server)] == [(firewall.id, "pending")]
+    assert [(fw.firewall.id, fw.status) for fw in firewalls_of(server)] == [(firewall.id, "applied")]
     assert [fw.id for fw in found] == [firewall.id]
-    assert found[0].rules[0].source_ips == ["203.0.113.0/24", "2001:db8::/32"]
-    assert [resource.server.id for resource in found[0].applied_to] == [server.id]
+    assert present(found[0].rules)[0].source_ips == ["203.0.113.0/24", "2001:db8::/32"]
+    assert [present(resource.server).id for resource in present(found[0].applied_to)] == [server.id]
 
 
 def test_firewall_rules_are_set_and_resources_applied_and_removed(hcloud: Client) -> None:
@@ -340,13 +354,13 @@ def test_firewall_rules_are_set_and_resources_applied_and_removed(hcloud: Client
         action.wait_until_finished()
     for action in hcloud.firewalls.apply_to_resources(firewall, [FirewallResource(type="server", server=server)]):
         action.wait_until_finished()
-    applied = hcloud.servers.get_by_id(server.id).public_net.firewalls
+    applied = firewalls_of(hcloud.servers.get_by_id(present(server.id)))
     in_use = api_error(lambda: hcloud.firewalls.delete(firewall))
     for action in hcloud.firewalls.remove_from_resources(firewall, [FirewallResource(type="server", server=server)]):
         action.wait_until_finished()
-    removed = hcloud.servers.get_by_id(server.id).public_net.firewalls
+    removed = firewalls_of(hcloud.servers.get_by_id(present(server.id)))
 
-    assert hcloud.firewalls.get_by_id(firewall.id).rules[0].port == "8080"
+    assert present(hcloud.firewalls.get_by_id(present(firewall.id)).rules)[0].port == "8080"
     assert [(fw.firewall.id, fw.status) for fw in applied] == [(firewall.id, "applied")]
     assert in_use.code == "resource_in_use"
     assert removed == []
@@ -359,11 +373,12 @@ def test_a_firewall_applied_by_label_selector_covers_matching_servers(hcloud: Cl
     selector = FirewallResource(type="label_selector", label_selector=FirewallResourceLabelSelector("role=agent"))
 
     firewall = hcloud.firewalls.create(name="agents", rules=[AGENT_RULE], resources=[selector]).firewall
-    reread = hcloud.firewalls.get_by_id(firewall.id)
+    reread = hcloud.firewalls.get_by_id(present(firewall.id))
 
-    assert [resource.server.id for resource in reread.applied_to[0].applied_to_resources] == [agent.id]
-    assert [fw.status for fw in hcloud.servers.get_by_name("agent-1").public_net.firewalls] == ["applied"]
-    assert hcloud.servers.get_by_name("db-1").public_net.firewalls == []
+    applied_to = present(present(reread.applied_to)[0].applied_to_resources)
+    assert [present(resource.server).id for resource in applied_to] == [agent.id]
+    assert [fw.status for fw in firewalls_of(present(hcloud.servers.get_by_name("agent-1")))] == ["applied"]
+    assert firewalls_of(present(hcloud.servers.get_by_name("db-1"))) == []
 
 
 def test_an_unknown_firewall_or_a_bad_rule_is_refused(hcloud: Client) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import psutil
@@ -116,7 +116,9 @@ def process_cloud(clouds: Callable[[str], SimulatedCloud]) -> SimulatedCloud:
     return simulated
 
 
-def user_data(usage_url: str, *, agent: str = "reference", llm: dict[str, str] | None = None) -> str:
+def user_data(
+    usage_url: str, *, agent: Literal["reference", "image"] = "reference", llm: dict[str, str] | None = None
+) -> str:
     config: dict[str, Any] = {
         "instance_id": str(uuid.uuid4()),
         "agent_token": AGENT_TOKEN,
@@ -125,7 +127,7 @@ def user_data(usage_url: str, *, agent: str = "reference", llm: dict[str, str] |
     }
     if llm is not None:
         config["llm"] = llm
-    return cloud_config(agent_config=config, agent=agent, agent_port=8080, extra_user_data=None)  # type: ignore[arg-type]
+    return cloud_config(agent_config=config, agent=agent, agent_port=8080, extra_user_data=None)
 
 
 def with_changes(data: str, *, unit: str | None = None, runcmd: list[Any] | None = None) -> str:

@@ -23,6 +23,7 @@ from smoke.serving import free_port
 from smoke.settings import Settings
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.lifespan import running
+from tests.typed import asgi_transport
 
 INSTANCE = "7b0c2f0e-9d51-4f5e-a2a6-0d6f3b1c2a11"
 TOKEN = "ops-token"
@@ -99,7 +100,7 @@ class ScriptedApi:
 
 
 def options(**changes: Any) -> CheckOptions:
-    defaults = {"base_url": "http://smoke.test", "token": TOKEN, "poll_interval": 0, "retry_delay": 0}
+    defaults: dict[str, Any] = {"base_url": "http://smoke.test", "token": TOKEN, "poll_interval": 0, "retry_delay": 0}
     return CheckOptions(**(defaults | changes))
 
 
@@ -116,7 +117,7 @@ async def api_on_fakes() -> AsyncIterator[httpx.ASGITransport]:
     """The real API on the public fakes, called in-process: its real 401 and 422 bodies."""
     app = create_app(make_container(Settings(ops_bearer_token=TOKEN), FakeAdaptersProvider()))
     async with running(app):
-        yield httpx.ASGITransport(app=app)
+        yield asgi_transport(app)
 
 
 async def test_a_healthy_service_passes_every_step_and_exits_0() -> None:

@@ -34,6 +34,7 @@ from smoke.serving import free_port
 from smoke.settings import Settings
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.lifespan import running
+from tests.typed import asgi_transport
 
 SMOKE = "/internal/v1/smoke"
 INSTANCE = uuid.UUID("7b0c2f0e-9d51-4f5e-a2a6-0d6f3b1c2a11")
@@ -326,7 +327,7 @@ async def test_a_document_without_enums_offers_no_choices() -> None:
 
 async def test_the_events_and_the_list_of_the_real_api_decode() -> None:
     app = create_app(make_container(Settings(ops_bearer_token="ops-token"), FakeAdaptersProvider()))
-    async with running(app), SmokeClient("http://api", "ops-token", transport=httpx.ASGITransport(app=app)) as client:
+    async with running(app), SmokeClient("http://api", "ops-token", transport=asgi_transport(app)) as client:
         accepted = await client.provision("k-1", "agent-default", "fsn1", "small")
 
         events = await client.events(accepted.instance_id)

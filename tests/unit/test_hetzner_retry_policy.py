@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypedDict, Unpack
 
 import httpx
 import pytest
@@ -82,18 +83,36 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
+class Options(TypedDict, total=False):
+    """The keyword options of ``HetznerCloudProvider``."""
+
+    max_retries: int
+    backoff_cap: float
+    action_poll_interval: float
+    action_timeout: float
+    sleep: Callable[[float], Awaitable[object]]
+    rng: random.Random
+    clock: Callable[[], float]
+
+
+class Adapter(Protocol):
+    """What the ``adapter`` fixture gives: the adapter on a client answered by ``script``, ``options`` overriding."""
+
+    def __call__(self, script: Script, **options: Unpack[Options]) -> HetznerCloudProvider: ...
+
+
 @pytest.fixture
-async def adapter(sleeps: Sleeps) -> AsyncIterator[Callable[..., HetznerCloudProvider]]:
+async def adapter(sleeps: Sleeps) -> AsyncIterator[Adapter]:
     """Builds the adapter on a client answered by a ``Script``; keyword arguments override its options."""
     clients: list[httpx.AsyncClient] = []
 
-    def build(script: Script, **options: object) -> HetznerCloudProvider:
+    def build(script: Script, **options: Unpack[Options]) -> HetznerCloudProvider:
         client = httpx.AsyncClient(
             base_url=API_URL, headers={"Authorization": f"Bearer {TOKEN}"}, transport=httpx.MockTransport(script)
         )
         clients.append(client)
-        defaults: dict[str, object] = {"sleep": sleeps, "rng": random.Random(1), "clock": lambda: NOW}
-        return HetznerCloudProvider(client, **(defaults | options))  # type: ignore[arg-type]
+        defaults: Options = {"sleep": sleeps, "rng": random.Random(1), "clock": lambda: NOW}
+        return HetznerCloudProvider(client, **(defaults | options))
 
     yield build
     for client in clients:
@@ -129,7 +148,9 @@ NOT_RETRIED = {
 
 
 @pytest.mark.parametrize("failure", RETRIED.values(), ids=RETRIED.keys())
-async def test_a_retryable_failure_is_retried_until_it_succeeds(adapter, sleeps: Sleeps, failure: Step) -> None:
+async def test_a_retryable_failure_is_retried_until_it_succeeds(
+    adapter: Adapter, sleeps: Sleeps, failure: Step
+) -> None:
     script = Script(failure, failure, ok())
 
     server = await adapter(script).get_server(42)
@@ -141,7 +162,7 @@ async def test_a_retryable_failure_is_retried_until_it_succeeds(adapter, sleeps:
 
 
 @pytest.mark.parametrize(("failure", "code"), NOT_RETRIED.values(), ids=NOT_RETRIED.keys())
-async def test_a_refusal_is_raised_at_once(adapter, sleeps: Sleeps, failure: Step, code: str) -> None:
+async def test_a_refusal_is_raised_at_once(adapter: Adapter, sleeps: Sleeps, failure: Step, code: str) -> None:
     script = Script(failure, ok())
 
     with pytest.raises(CloudError) as raised:
@@ -153,7 +174,9 @@ async def test_a_refusal_is_raised_at_once(adapter, sleeps: Sleeps, failure: Ste
     assert sleeps == []
 
 
-async def test_unavailable_is_retried_for_a_read_and_refused_at_once_for_a_create(adapter, sleeps: Sleeps) -> None:
+async def test_unavailable_is_retried_for_a_read_and_refused_at_once_for_a_create(
+    adapter: Adapter, sleeps: Sleeps
+) -> None:
     unavailable = api_error(503, "unavailable")
 
     assert await adapter(Script(unavailable, ok())).get_server(42) is not None
@@ -164,7 +187,7 @@ async def test_unavailable_is_retried_for_a_read_and_refused_at_once_for_a_creat
     assert len(sleeps) == 1
 
 
-async def test_a_delete_retries_while_the_server_is_locked_by_another_action(adapter) -> None:
+async def test_a_delete_retries_while_the_server_is_locked_by_another_action(adapter: Adapter) -> None:
     locked = api_error(423, "locked")
     action = {"action": {"id": 7, "status": "success", "error": None}}
     script = Script(locked, locked, lambda request: httpx.Response(200, json=action))
@@ -173,7 +196,7 @@ async def test_a_delete_retries_while_the_server_is_locked_by_another_action(ada
     assert len(script.requests) == 3
 
 
-async def test_a_refused_token_says_so(adapter) -> None:
+async def test_a_refused_token_says_so(adapter: Adapter) -> None:
     with pytest.raises(CloudError) as raised:
         await adapter(Script(api_error(401, "unauthorized"))).get_server(42)
 
@@ -181,12 +204,12 @@ async def test_a_refused_token_says_so(adapter) -> None:
     assert raised.value.reason.endswith("the API token was refused")
 
 
-async def test_uniqueness_error_raises_name_taken(adapter) -> None:
+async def test_uniqueness_error_raises_name_taken(adapter: Adapter) -> None:
     with pytest.raises(CloudServerNameTaken):
         await adapter(Script(api_error(409, "uniqueness_error"))).create_server(SPEC)
 
 
-async def test_a_create_whose_answer_was_lost_is_retried_and_reports_the_name_taken(adapter) -> None:
+async def test_a_create_whose_answer_was_lost_is_retried_and_reports_the_name_taken(adapter: Adapter) -> None:
     script = Script(raises(httpx.RemoteProtocolError, "Server disconnected"), api_error(409, "uniqueness_error"))
 
     with pytest.raises(CloudServerNameTaken):
@@ -197,7 +220,7 @@ async def test_a_create_whose_answer_was_lost_is_retried_and_reports_the_name_ta
 
 @pytest.mark.parametrize("max_retries", [0, 2, 5])
 async def test_gives_up_with_a_transient_error_after_max_retries_plus_one_attempts(
-    adapter, sleeps: Sleeps, max_retries: int
+    adapter: Adapter, sleeps: Sleeps, max_retries: int
 ) -> None:
     script = Script(api_error(502, "bad_gateway"))
 
@@ -209,7 +232,7 @@ async def test_gives_up_with_a_transient_error_after_max_retries_plus_one_attemp
     assert len(sleeps) == max_retries
 
 
-async def test_network_errors_past_the_retries_become_a_transient_error(adapter) -> None:
+async def test_network_errors_past_the_retries_become_a_transient_error(adapter: Adapter) -> None:
     with pytest.raises(CloudTransientError) as raised:
         await adapter(Script(raises(httpx.ReadTimeout, "timed out"))).delete_server(42)
 
@@ -218,7 +241,7 @@ async def test_network_errors_past_the_retries_become_a_transient_error(adapter)
 
 
 @pytest.mark.parametrize("seed", range(20))
-async def test_backoff_waits_are_jittered_within_1_and_2_to_the_n(adapter, sleeps: Sleeps, seed: int) -> None:
+async def test_backoff_waits_are_jittered_within_1_and_2_to_the_n(adapter: Adapter, sleeps: Sleeps, seed: int) -> None:
     with pytest.raises(CloudTransientError):
         await adapter(Script(api_error(504, "timeout")), rng=random.Random(seed)).get_server(42)
 
@@ -226,7 +249,7 @@ async def test_backoff_waits_are_jittered_within_1_and_2_to_the_n(adapter, sleep
     assert all(1 <= wait <= min(60, 2**n) for n, wait in enumerate(sleeps))
 
 
-async def test_backoff_waits_never_exceed_the_cap(adapter, sleeps: Sleeps) -> None:
+async def test_backoff_waits_never_exceed_the_cap(adapter: Adapter, sleeps: Sleeps) -> None:
     with pytest.raises(CloudTransientError):
         await adapter(Script(api_error(409, "conflict")), max_retries=10, backoff_cap=5.0).get_server(42)
 
@@ -235,7 +258,7 @@ async def test_backoff_waits_never_exceed_the_cap(adapter, sleeps: Sleeps) -> No
     assert max(sleeps) > 2
 
 
-async def test_a_rate_limited_request_waits_until_ratelimit_reset(adapter, sleeps: Sleeps) -> None:
+async def test_a_rate_limited_request_waits_until_ratelimit_reset(adapter: Adapter, sleeps: Sleeps) -> None:
     limited = api_error(429, "rate_limit_exceeded", {"RateLimit-Reset": str(int(NOW) + 7)})
 
     server = await adapter(Script(limited, ok())).get_server(42)
@@ -244,7 +267,7 @@ async def test_a_rate_limited_request_waits_until_ratelimit_reset(adapter, sleep
     assert sleeps == [7.0]
 
 
-async def test_a_ratelimit_reset_sooner_than_the_backoff_does_not_shorten_it(adapter, sleeps: Sleeps) -> None:
+async def test_a_ratelimit_reset_sooner_than_the_backoff_does_not_shorten_it(adapter: Adapter, sleeps: Sleeps) -> None:
     limited = api_error(429, "rate_limit_exceeded", {"RateLimit-Reset": str(int(NOW) + 1)})
 
     await adapter(Script(limited, limited, limited, ok()), rng=random.Random(3)).get_server(42)
@@ -255,7 +278,7 @@ async def test_a_ratelimit_reset_sooner_than_the_backoff_does_not_shorten_it(ada
 
 @pytest.mark.parametrize("reset_in", [3600, -30])
 async def test_a_ratelimit_reset_past_the_cap_or_gone_falls_back_to_the_backoff(
-    adapter, sleeps: Sleeps, reset_in: int
+    adapter: Adapter, sleeps: Sleeps, reset_in: int
 ) -> None:
     limited = api_error(429, "rate_limit_exceeded", {"RateLimit-Reset": str(int(NOW) + reset_in)})
 
@@ -273,7 +296,8 @@ def _chain(error: BaseException | None) -> list[BaseException]:
     return found
 
 
-FAILING_CALLS = {
+Call = Callable[[HetznerCloudProvider], Awaitable[object]]
+FAILING_CALLS: dict[str, tuple[Script, Call]] = {
     "get after dropped connections": (
         Script(raises(httpx.RemoteProtocolError, "Server disconnected")),
         lambda p: p.get_server(1),
@@ -294,7 +318,9 @@ FAILING_CALLS = {
 
 
 @pytest.mark.parametrize(("script", "call"), FAILING_CALLS.values(), ids=FAILING_CALLS.keys())
-async def test_the_token_never_reaches_errors_or_logs(adapter, caplog: pytest.LogCaptureFixture, script, call) -> None:
+async def test_the_token_never_reaches_errors_or_logs(
+    adapter: Adapter, caplog: pytest.LogCaptureFixture, script: Script, call: Call
+) -> None:
     caplog.set_level(logging.DEBUG, logger="smoke.hetzner")
 
     with pytest.raises(CloudError) as raised:
@@ -312,7 +338,7 @@ async def test_the_token_never_reaches_errors_or_logs(adapter, caplog: pytest.Lo
         assert "Authorization" not in record.getMessage()
 
 
-async def test_retries_are_logged_with_method_path_and_wait(adapter, caplog: pytest.LogCaptureFixture) -> None:
+async def test_retries_are_logged_with_method_path_and_wait(adapter: Adapter, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="smoke.hetzner")
 
     await adapter(Script(api_error(502, "bad_gateway"), ok())).get_server(42)
@@ -322,7 +348,7 @@ async def test_retries_are_logged_with_method_path_and_wait(adapter, caplog: pyt
     ]
 
 
-async def test_create_sends_location_and_start_after_create_but_no_datacenter(adapter) -> None:
+async def test_create_sends_location_and_start_after_create_but_no_datacenter(adapter: Adapter) -> None:
     script = Script(ok(201, server={**SERVER, "status": "initializing"}, action={}, next_actions=[]))
 
     server = await adapter(script).create_server(SPEC)
@@ -341,7 +367,7 @@ async def test_create_sends_location_and_start_after_create_but_no_datacenter(ad
     assert script.requests[0].headers["Content-Type"] == "application/json"
 
 
-async def test_find_servers_sends_a_sorted_label_selector_and_follows_next_page(adapter) -> None:
+async def test_find_servers_sends_a_sorted_label_selector_and_follows_next_page(adapter: Adapter) -> None:
     page = {"page": 1, "per_page": 50, "previous_page": None, "last_page": 2, "total_entries": 2}
     script = Script(
         ok(servers=[SERVER], meta={"pagination": {**page, "next_page": 2}}),
@@ -357,7 +383,7 @@ async def test_find_servers_sends_a_sorted_label_selector_and_follows_next_page(
     ]
 
 
-async def test_delete_polls_the_action_until_it_succeeds(adapter, sleeps: Sleeps) -> None:
+async def test_delete_polls_the_action_until_it_succeeds(adapter: Adapter, sleeps: Sleeps) -> None:
     script = Script(action("running"), action("running"), action("success"))
 
     assert await adapter(script, action_poll_interval=0.25).delete_server(42) is True
@@ -365,14 +391,14 @@ async def test_delete_polls_the_action_until_it_succeeds(adapter, sleeps: Sleeps
     assert sleeps == [0.25, 0.25]
 
 
-async def test_an_action_that_outlasts_the_timeout_is_a_transient_error(adapter) -> None:
+async def test_an_action_that_outlasts_the_timeout_is_a_transient_error(adapter: Adapter) -> None:
     with pytest.raises(CloudTransientError) as raised:
         await adapter(Script(action("running")), action_timeout=0.05, sleep=asyncio.sleep).delete_server(42)
 
     assert raised.value.code == "action_timeout"
 
 
-async def test_a_404_not_found_is_none_or_false_but_a_bare_404_is_an_error(adapter) -> None:
+async def test_a_404_not_found_is_none_or_false_but_a_bare_404_is_an_error(adapter: Adapter) -> None:
     gone = api_error(404, "not_found")
 
     assert await adapter(Script(gone)).get_server(42) is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import anyio
 import msgspec
@@ -30,7 +30,7 @@ def error_event(detail: str) -> bytes:
     return b"event: error\ndata: " + msgspec.json.encode({"detail": detail}) + b"\n\n"
 
 
-async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> AsyncIterator[bytes]:
+async def relay(turn: ChatTurn, *, keepalive: float, turn_timeout: float) -> AsyncGenerator[bytes, None]:
     """The turn's events as SSE bytes, sent as soon as they arrive (those that arrived together, together).
 
     After ``keepalive`` seconds of upstream silence a comment goes out. A failure after streaming began, or a turn

@@ -10,6 +10,7 @@ from smoke.bootstrap import make_container
 from smoke.settings import Settings
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.lifespan import running
+from tests.typed import asgi_transport
 
 TOKEN = "unit-ops-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -20,7 +21,7 @@ SMOKE = "/internal/v1/smoke"
 async def client(fakes: FakeAdaptersProvider) -> AsyncIterator[httpx.AsyncClient]:
     """The API on fakes, called in-process (fine for JSON endpoints; streams need a real server)."""
     app = create_app(make_container(Settings(ops_bearer_token=TOKEN, max_live_instances=3), fakes))
-    async with running(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+    async with running(app), httpx.AsyncClient(transport=asgi_transport(app), base_url="http://api") as c:
         c.headers.update(AUTH)
         yield c
 

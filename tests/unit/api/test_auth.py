@@ -13,7 +13,7 @@ from tests.unit.api.conftest import SMOKE, TOKEN
 async def test_every_authentication_failure_gets_the_same_401(
     client: httpx.AsyncClient, authorization: str | None
 ) -> None:
-    headers = {} if authorization is None else {"Authorization": authorization.encode()}
+    headers: dict[bytes, bytes] = {} if authorization is None else {b"Authorization": authorization.encode()}
     client.headers.pop("Authorization")
 
     response = await client.get(f"{SMOKE}/instances/by-key/k", headers=headers)
@@ -30,7 +30,7 @@ async def test_every_authentication_failure_gets_the_same_401(
 )
 async def test_a_token_followed_by_anything_is_a_wrong_token(client: httpx.AsyncClient, after: bytes) -> None:
     response = await client.get(
-        f"{SMOKE}/instances/by-key/k", headers={"Authorization": f"Bearer {TOKEN}".encode() + after}
+        f"{SMOKE}/instances/by-key/k", headers={b"Authorization": f"Bearer {TOKEN}".encode() + after}
     )
 
     assert (response.status_code, response.json()) == (401, {"detail": "Not authenticated"})

@@ -34,7 +34,11 @@ async def test_a_client_leaving_mid_stream_is_counted_as_client_left() -> None:
     turn = StalledTurn()
     stream = relay(turn, keepalive=15, turn_timeout=300)  # type: ignore[arg-type]
     await anext(stream)
-    waiting = asyncio.create_task(anext(stream))
+
+    async def next_event() -> bytes:
+        return await anext(stream)
+
+    waiting = asyncio.create_task(next_event())
     await asyncio.sleep(0.01)
 
     waiting.cancel()  # what Litestar does when the client disconnects

@@ -13,6 +13,7 @@ from smoke.domain.models import Manifest
 from smoke.settings import Settings
 from smoke.testing.providers import FakeAdaptersProvider
 from tests.lifespan import running
+from tests.typed import asgi_transport
 from tests.unit.api.conftest import TOKEN
 
 
@@ -34,7 +35,7 @@ async def test_the_document_lists_the_seeded_catalog_ids_as_enums(client: httpx.
 async def test_the_document_lists_the_configured_catalog(fakes: FakeAdaptersProvider) -> None:
     catalog = CatalogSpec({"gpu-agent": Manifest("gpu-agent", "snapshot-1")}, {"eu": "fsn1"}, {"xl": "cpx52"})
     app = create_app(make_container(Settings(ops_bearer_token=TOKEN, catalog=catalog), fakes))
-    async with running(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+    async with running(app), httpx.AsyncClient(transport=asgi_transport(app), base_url="http://api") as c:
         document = (await c.get("/schema/openapi.json")).json()
 
     assert catalog_enums(document) == {"manifest_id": ["gpu-agent"], "region_id": ["eu"], "tier_id": ["xl"]}

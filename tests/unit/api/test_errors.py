@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -11,9 +13,10 @@ from tests.unit.api.conftest import SMOKE, provision_body
 UNKNOWN_ID = "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 
 
-def only_error(response: httpx.Response) -> dict[str, object]:
+def only_error(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
+    assert isinstance(error, dict)
     return error
 
 
