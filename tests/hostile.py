@@ -1,8 +1,8 @@
-"""The hostile-input sweep (SPEC §2.1, §8): every string, path and query slot of every endpoint, times hostile values.
+"""The hostile-input sweep (docs/api.md): every string, path and query slot of every endpoint, times hostile values.
 
 A case is one request: a valid request of one operation with one slot (a body field, a path parameter, a query
 parameter) replaced by one hostile value, or with its whole body replaced by a hostile body. Every answer must be one
-the served OpenAPI document lists for the operation, in the error shapes of SPEC §2.1, and never a 5xx. A value
+the served OpenAPI document lists for the operation, in the error shapes of docs/api.md, and never a 5xx. A value
 holding a character the database cannot store (U+0000, a lone surrogate) must be a 422 at its own slot, or at
 ``["body"]`` (``json_invalid``) where JSON itself cannot carry it.
 

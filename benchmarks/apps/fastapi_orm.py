@@ -3,7 +3,7 @@
 The same bearer check, the same row (``instances`` by id and customer), the same JSON and statuses as Smoke Status,
 written the way that stack writes it: an ``HTTPBearer`` dependency, an ``AsyncSession`` per request from a
 dependency, an ORM ``select`` with ``load_only`` and a pydantic ``response_model``
-(shared/reference/performance-anchors.md, config 3). Reads ``DATABASE_URL`` and ``OPS_BEARER_TOKEN``.
+(the ORM-per-request configuration the read path is measured against). Reads ``DATABASE_URL`` and ``OPS_BEARER_TOKEN``.
 """
 
 from __future__ import annotations

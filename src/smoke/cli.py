@@ -169,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(run=_simulate_cloud)
 
-    agent = commands.add_parser("agent", help="the reference agent (SPEC §10), run as an agent VPS runs it")
+    agent = commands.add_parser("agent", help="the reference agent (docs/api.md), run as an agent VPS runs it")
     agent.add_argument("--config", required=True, metavar="PATH", help="the agent's JSON configuration")
     agent.add_argument(
         "--host",

@@ -1,4 +1,4 @@
-"""Settings (SPEC §7): typed, validated, read once by an entry point from the environment and ``./.env``."""
+"""Settings (the README's "Configuration"): typed, validated, read once by an entry point from the environment."""
 
 from __future__ import annotations
 

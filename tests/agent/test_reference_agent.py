@@ -1,4 +1,4 @@
-"""The reference agent as a server runs it: a real process started from the bytes the user data carries (SPEC §10)."""
+"""The reference agent as a server runs it: a real process started from the bytes the user data carries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Slow clients (SPEC §8): a connection whose request headers dribble in is answered 408 and closed after the header
+"""Slow clients: a connection whose request headers dribble in is answered 408 and closed after the header
 timeout, keeps no task of the app busy, and other clients are answered meanwhile. Real sockets on loopback."""
 
 from __future__ import annotations

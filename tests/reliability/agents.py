@@ -1,4 +1,4 @@
-"""A scripted agent VPS (SPEC §4) for the SSE rows: it answers ``/healthz`` and streams one of a few scripts.
+"""A scripted agent VPS (docs/api.md) for the SSE rows: it answers ``/healthz`` and streams one of a few scripts.
 
 The chat ``message`` picks the script:
 

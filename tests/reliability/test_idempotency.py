@@ -142,7 +142,7 @@ async def test_bad_keys_are_refused_and_leave_nothing_and_odd_valid_keys_round_t
     failed = sorted(name for name, ok in outcomes.items() if not ok)
     figures.record(
         "2",
-        "idempotency key validation (body field, SPEC 2.2)",
+        "idempotency key validation (a body field of Smoke Provision)",
         row_test,
         cases=len(outcomes),
         failed=len(failed),

@@ -1,4 +1,4 @@
-"""The agent VPS over HTTP (SPEC §4): health checks and streamed chat turns."""
+"""The agent VPS over HTTP (the agent protocol of docs/api.md): health checks and streamed chat turns."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The cloud-init user data of an agent VPS (SPEC §4, §10, §13): what the server writes and starts as it boots.
+"""The cloud-init user data of an agent VPS: what the server writes and starts as it boots (docs/api.md).
 
 Every server gets its agent configuration in ``/etc/smoke-agent/config.json``. A manifest with
 ``agent = "reference"`` also gets smoke's reference agent (``smoke/agent/reference.py``, byte for byte) and a

@@ -12,7 +12,7 @@ __all__ = ("CloudInitUserData",)
 
 
 class CloudInitUserData(UserDataRenderer):
-    """The agent's configuration (SPEC §4) and, for a reference manifest, the reference agent and its unit.
+    """The agent's configuration (docs/api.md) and, for a reference manifest, the reference agent and its unit.
 
     Args:
         llm_api_keys: setting name → value, for the ``api_key_setting`` of manifests with an ``llm`` backend; the

@@ -474,7 +474,9 @@ def log(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="smoke-agent", description="smoke's reference agent (SPEC §4, §10)")
+    parser = argparse.ArgumentParser(
+        prog="smoke-agent", description="smoke's reference agent: chat turns and usage reports for smoke's CI"
+    )
     parser.add_argument("--config", required=True, metavar="PATH", help="the agent's JSON configuration")
     parser.add_argument("--host", default="0.0.0.0", help="the address to listen on (default 0.0.0.0)")  # noqa: S104
     parser.add_argument("--port", type=int, default=8080, help="the port to listen on (default 8080)")

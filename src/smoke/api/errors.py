@@ -1,4 +1,4 @@
-"""Error responses in the FastAPI shapes existing CI clients parse (SPEC §2.1)."""
+"""Error responses in the FastAPI shapes existing CI clients parse (docs/api.md, "Errors")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``OPTIONS`` on any route answers ``Allow`` with every method of its path (SPEC §2.3).
+"""``OPTIONS`` on any route answers ``Allow`` with every method of its path.
 
 Litestar 2 (litestar-org/litestar#4169, fixed in 3.0 only) builds the ``OPTIONS`` handler of a path when the path's
 first handler is registered and keeps it when more handlers join the path: ``OPTIONS`` on a path served by a GET and

@@ -1,4 +1,4 @@
-"""Where an agent VPS is reached and where it reports usage (SPEC §4)."""
+"""Where an agent VPS is reached and where it reports usage (the agent protocol of docs/api.md)."""
 
 from __future__ import annotations
 

@@ -361,7 +361,7 @@ class ChatStream(Protocol):
 
 
 class AgentClient(Protocol):
-    """The agent running on an instance's VPS (SPEC §4)."""
+    """The agent running on an instance's VPS (the agent protocol of docs/api.md)."""
 
     @abstractmethod
     async def is_healthy(self, base_url: str) -> bool:

@@ -5,7 +5,7 @@ bug in an adapter shows up against it instead of being mirrored. ``create_cloud_
 ASGI callable (``http`` and ``lifespan`` scopes); each call makes an independent simulator. Serve it with
 ``smoke.serving.serve_asgi`` or uvicorn.
 
-``/v1/...`` - Hetzner Cloud (shared/reference/hetzner-cloud-api.md §10 and SPEC §13; docs/simulated-cloud.md),
+``/v1/...`` - Hetzner Cloud (docs/simulated-cloud.md),
 enough for the official clients (hcloud-python, the Go CLI): servers (create, get, list by ``name``,
 ``label_selector``, ``status``, ``sort``, ``page``, ``per_page``; ``PUT`` name and labels; delete; the power actions
 ``poweron``, ``poweroff``, ``shutdown``, ``reboot``, ``reset``), actions (``/v1/actions/{id}``,
@@ -17,7 +17,7 @@ firewalls (with ``set_rules``, ``apply_to_resources``, ``remove_from_resources``
 as fast or as slow as the timing says (:mod:`.hetzner.timing`); ``per_page`` is clamped to 50
 (:mod:`.hetzner.listing`); order of checks and faults in :mod:`.hetzner.api`.
 
-``/agents/{server_id}/...`` - the agent of each server (SPEC §4, :mod:`.agent.api`), by ``agents=``:
+``/agents/{server_id}/...`` - the agent of each server (docs/api.md's agent protocol, :mod:`.agent.api`), by ``agents=``:
 
 - ``inline`` (default): ``GET healthz`` and ``POST v1/chat``, configured by the server's cloud-init user data
   (accepted subset in :mod:`.agent.user_data`). The agent echoes the message one ``delta`` per word, reports

@@ -1,4 +1,4 @@
-"""Bad input gets the documented 4xx in the FastAPI shapes of SPEC §2.1; nothing answers 5xx for client input."""
+"""Bad input gets the documented 4xx in the FastAPI shapes of docs/api.md; nothing answers 5xx for client input."""
 
 from __future__ import annotations
 

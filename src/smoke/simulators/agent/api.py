@@ -1,4 +1,4 @@
-"""``/agents/{server_id}/...``: the virtual agent of each server (SPEC §4).
+"""``/agents/{server_id}/...``: the virtual agent of each server (the agent protocol of docs/api.md).
 
 ``GET /agents/{id}/healthz`` answers 200 ``{"status": "ok"}`` once the server is ``running`` and
 ``boot_seconds`` have passed since it began running, 503 before, 404 for a server that does not exist.

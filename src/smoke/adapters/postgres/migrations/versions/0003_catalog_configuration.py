@@ -1,7 +1,7 @@
 """The catalog as configuration, and the list of instances
 
-Manifests carry who runs the agent, its port, extra cloud-config and an LLM backend (SPEC §9); every catalog
-entry can be retired (refused for new requests, kept for the instances that use it). The newest-first list of a
+Manifests carry who runs the agent, its port, extra cloud-config and an LLM backend (catalog.example.toml);
+every catalog entry can be retired (refused for new requests, kept for the instances that use it). The newest-first list of a
 customer's requests pages on ``(created_at, instance_id)``.
 
 Revision ID: 0003
