@@ -17,7 +17,7 @@ firewalls (with ``set_rules``, ``apply_to_resources``, ``remove_from_resources``
 as fast or as slow as the timing says (:mod:`.hetzner.timing`); ``per_page`` is clamped to 50
 (:mod:`.hetzner.listing`); order of checks and faults in :mod:`.hetzner.api`.
 
-``/agents/{server_id}/...`` - the agent of each server (docs/api.md's agent protocol, :mod:`.agent.api`), by ``agents=``:
+``/agents/{server_id}/...`` - each server's agent (docs/api.md's agent protocol, :mod:`.agent.api`), by ``agents=``:
 
 - ``inline`` (default): ``GET healthz`` and ``POST v1/chat``, configured by the server's cloud-init user data
   (accepted subset in :mod:`.agent.user_data`). The agent echoes the message one ``delta`` per word, reports

@@ -1,8 +1,8 @@
 """The catalog as configuration, and the list of instances
 
 Manifests carry who runs the agent, its port, extra cloud-config and an LLM backend (catalog.example.toml);
-every catalog entry can be retired (refused for new requests, kept for the instances that use it). The newest-first list of a
-customer's requests pages on ``(created_at, instance_id)``.
+every catalog entry can be retired (refused for new requests, kept for the instances that use it). The
+newest-first list of a customer's requests pages on ``(created_at, instance_id)``.
 
 Revision ID: 0003
 Revises: 0002
