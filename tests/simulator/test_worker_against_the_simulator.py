@@ -1,0 +1,256 @@
+"""smoke's real worker against ``smoke simulate-cloud`` run as a process (uvloop), as users run it.
+
+The API and the worker run in this process on the run's PostgreSQL (``running_stack``, the saq queue on PostgreSQL);
+the cloud is a ``python -m smoke simulate-cloud`` of each test's own, reached over loopback HTTP. These are the
+"Must hold" lines of issue 11 plus the worker's side of SPEC §11 and §12: what a provision or a delete ends as when
+the cloud refuses, fails for a while, or is slow, and what the operator reads about it (events, one log line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from smoke.observability import configure_logging
+from smoke.settings import Settings
+from tests.integration.conftest import SMOKE, provision_body, running_stack, stack_settings
+from tests.integration.support import status_of, until
+from tests.simulator.conftest import FAST, TOKEN, SimulatedCloud
+
+PROVISION_TIMEOUT = 60
+"""``stack_settings``' ``PROVISION_TIMEOUT_SECONDS``: a refusal must fail the provision well before it."""
+AT_ONCE = 15.0
+"""Seconds within which a refused provision is ``failed``: the worker's pick-up, a few requests, the failure."""
+TERMINAL = frozenset({"running", "failed"})
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def stack_on(settings: Settings, cloud: SimulatedCloud, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The API and an in-process worker on PostgreSQL, pointed at the simulator process; a client of the API."""
+    async with running_stack(stack_settings(settings, cloud.url).replace(**changes)) as api:
+        yield api
+
+
+async def provision(api: httpx.AsyncClient, key: str, **changes: str) -> str:
+    response = await api.post(f"{SMOKE}/provision", json=provision_body(key, **changes))
+    assert response.status_code == 200, response.text
+    return str(response.json()["instance_id"])
+
+
+async def settles(api: httpx.AsyncClient, instance_id: str, timeout: float, among: frozenset[str] = TERMINAL) -> str:
+    """The first status of ``among`` the instance reaches (polled every 0.2 s); fails after ``timeout``."""
+
+    async def settled() -> str | None:
+        status = await status_of(api, instance_id)
+        return status if status in among else None
+
+    return str(await until(settled, timeout, interval=0.2))
+
+
+async def events(api: httpx.AsyncClient, instance_id: str) -> list[dict[str, Any]]:
+    response = await api.get(f"{SMOKE}/instances/{instance_id}/events")
+    assert response.status_code == 200, response.text
+    return list(response.json()["events"])
+
+
+async def reason_of(api: httpx.AsyncClient, instance_id: str) -> str:
+    """The reason of the instance's last event (``failed``: why)."""
+    return str((await events(api, instance_id))[-1]["reason"])
+
+
+async def sim_servers(cloud: SimulatedCloud) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=cloud.url, timeout=10) as control:
+        return list((await control.get("/_sim/state")).json()["servers"])
+
+
+def instance_ids_of(servers: list[dict[str, Any]]) -> list[str]:
+    return sorted(server["labels"].get("smoke-instance-id", "") for server in servers)
+
+
+def hostname(instance_id: str) -> str:
+    return f"smoke-{uuid.UUID(instance_id).hex[:12]}"
+
+
+def server_body(name: str) -> dict[str, Any]:
+    return {"name": name, "server_type": "cpx22", "image": "ubuntu-24.04", "location": "fsn1"}
+
+
+@pytest.fixture
+def worker_log() -> Iterator[io.StringIO]:
+    """What the worker writes to its log, rendered as ``smoke worker`` renders it (``LOG_FORMAT=console``, INFO).
+
+    The project's own logging pipeline (``configure_logging``) with its handler writing here instead of stderr;
+    the root logger and the levels it changes are restored afterwards.
+    """
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    quieted = ("pgserver", "alembic", "httpx", "httpcore", "uvicorn.access", "asyncio")
+    saved_levels = {name: logging.getLogger(name).level for name in quieted}
+    configure_logging("INFO", "console", secrets=[TOKEN])
+    [handler] = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        root.handlers[:], root.level = saved_handlers, saved_level
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def assert_one_line_each(log: str, instance_ids: list[str], reason: str) -> None:
+    """Each instance's failure is one line naming ``reason``, and the log holds no traceback at all."""
+    lines = log.splitlines()
+    for instance_id in instance_ids:
+        said = [line for line in lines if f"provision of {instance_id} failed: {reason}" in line]
+        assert len(said) == 1, f"{instance_id}: {said}\n{log}"
+    assert "Traceback" not in log, log
+
+
+# --- 1. retryable faults ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_a_dropped_create_answer_is_a_dropped_connection_never_an_http_status(
+    simulate_cloud: Callable[..., SimulatedCloud],
+) -> None:
+    cloud = simulate_cloud(*FAST)
+    cloud.set_faults(drop_create_response_ratio=1)
+
+    async with httpx.AsyncClient(base_url=cloud.api_url, headers={"Authorization": f"Bearer {TOKEN}"}) as raw:
+        for n in range(3):
+            with pytest.raises(httpx.TransportError):  # an HTTP status, a 500 say, would be "DID NOT RAISE"
+                await raw.post("/servers", json=server_body(f"dropped-{n}"))
+
+    assert sorted(server["name"] for server in cloud.servers()) == ["dropped-0", "dropped-1", "dropped-2"]
+
+
+@pytest.mark.slow
+async def test_twenty_provisions_under_every_retryable_fault_all_run_with_exactly_twenty_servers(
+    settings: Settings, clean_database: str, simulate_cloud: Callable[..., SimulatedCloud]
+) -> None:
+    """429s, 409/502/504 envelopes, dropped create answers and HTML gateway pages: all retried, all adopted."""
+    cloud = simulate_cloud(*FAST)
+    cloud.set_faults(rate_limit_ratio=0.3, error_ratio=0.3, drop_create_response_ratio=0.2, gateway_error_ratio=0.1)
+    started = time.monotonic()
+
+    async with stack_on(settings, cloud) as api:
+        ids = [await provision(api, f"storm-{n}") for n in range(20)]
+        statuses = await asyncio.gather(*(settles(api, instance_id, timeout=85) for instance_id in ids))
+        reasons = {i: await reason_of(api, i) for i, s in zip(ids, statuses, strict=True) if s != "running"}
+
+    assert statuses == ["running"] * 20, reasons
+    servers = await sim_servers(cloud)
+    assert sorted(server["name"] for server in servers) == sorted(map(hostname, ids))
+    assert instance_ids_of(servers) == sorted(ids)
+    requests = Counter(cloud.control.get("/_sim/state").json()["requests"])
+    print(f"20 running in {time.monotonic() - started:.1f} s; creates sent {requests['POST /v1/servers']}")
+
+
+# --- 2-4. refusals fail a provision at once, with the cloud's reason in the events and in one log line ----------
+
+
+@pytest.mark.slow
+async def test_past_the_server_limit_the_extra_provisions_fail_naming_resource_limit_exceeded(
+    settings: Settings,
+    clean_database: str,
+    simulate_cloud: Callable[..., SimulatedCloud],
+    worker_log: io.StringIO,
+) -> None:
+    cloud = simulate_cloud(*FAST, "--server-limit", "3")
+    started = time.monotonic()
+
+    async with stack_on(settings, cloud) as api:
+        ids = [await provision(api, f"limit-{n}") for n in range(5)]
+        statuses = dict(zip(ids, await asyncio.gather(*(settles(api, i, timeout=30) for i in ids)), strict=True))
+        elapsed = time.monotonic() - started
+        failed = sorted(i for i, status in statuses.items() if status == "failed")
+        reasons = {i: await reason_of(api, i) for i in failed}
+        listed = (await api.get(f"{SMOKE}/instances", params={"status": "failed"})).json()["instances"]
+
+    assert Counter(statuses.values()) == {"running": 3, "failed": 2}, reasons
+    assert elapsed < PROVISION_TIMEOUT / 2
+    assert all(r.startswith("Hetzner: resource_limit_exceeded: server limit exceeded") for r in reasons.values())
+    assert {item["id"]: item["reason"] for item in listed} == reasons
+    running = sorted(i for i, status in statuses.items() if status == "running")
+    assert instance_ids_of(await sim_servers(cloud)) == running  # nothing left of the failed ones
+    assert_one_line_each(worker_log.getvalue(), failed, "Hetzner: resource_limit_exceeded")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("faults", "reason"),
+    [
+        pytest.param(
+            {"unavailable": [{"location": "fsn1", "server_type": "cpx22"}]},
+            "Hetzner: resource_unavailable: error during placement",
+            id="sold-out",
+        ),
+        pytest.param({"placement_error_ratio": 1}, "Hetzner: placement_error: error during placement", id="placement"),
+    ],
+)
+async def test_a_type_that_cannot_be_placed_fails_the_provision_within_seconds_not_at_the_timeout(
+    settings: Settings,
+    clean_database: str,
+    simulate_cloud: Callable[..., SimulatedCloud],
+    worker_log: io.StringIO,
+    faults: dict[str, Any],
+    reason: str,
+) -> None:
+    cloud = simulate_cloud(*FAST)
+    cloud.set_faults(**faults)
+
+    async with stack_on(settings, cloud) as api:
+        started = time.monotonic()
+        instance_id = await provision(api, "sold-out", region_id="fsn1", tier_id="small")  # cpx22 in fsn1
+        status = await settles(api, instance_id, timeout=AT_ONCE)
+        elapsed = time.monotonic() - started
+        history = await events(api, instance_id)
+
+    assert status == "failed"
+    assert elapsed < AT_ONCE < PROVISION_TIMEOUT
+    assert [e["status"] for e in history][-2:] == ["provisioning", "failed"]  # no retry in between
+    assert history[-1]["reason"] == reason
+    assert await sim_servers(cloud) == []
+    assert_one_line_each(worker_log.getvalue(), [instance_id], reason)
+    print(f"{reason}: failed {elapsed:.1f} s after the request")
+
+
+@pytest.mark.slow
+async def test_a_refused_token_fails_the_provision_at_once_naming_the_refused_token(
+    settings: Settings,
+    clean_database: str,
+    simulate_cloud: Callable[..., SimulatedCloud],
+    worker_log: io.StringIO,
+) -> None:
+    cloud = simulate_cloud(*FAST)
+
+    async with stack_on(settings, cloud, hetzner_api_token="not-the-simulators-token") as api:
+        started = time.monotonic()
+        instance_id = await provision(api, "refused")
+        status = await settles(api, instance_id, timeout=AT_ONCE)
+        elapsed = time.monotonic() - started
+        reason = await reason_of(api, instance_id)
+
+    assert status == "failed"
+    assert elapsed < AT_ONCE < PROVISION_TIMEOUT
+    assert reason == "Hetzner: unauthorized: unable to authenticate: the API token was refused"
+    assert await sim_servers(cloud) == []
+    log = worker_log.getvalue()
+    assert_one_line_each(log, [instance_id], reason)
+    assert "not-the-simulators-token" not in log
+    print(f"refused token: failed {elapsed:.1f} s after the request")
