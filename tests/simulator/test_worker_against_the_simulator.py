@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import re
 import time
 import uuid
 from collections import Counter
@@ -254,3 +255,37 @@ async def test_a_refused_token_fails_the_provision_at_once_naming_the_refused_to
     assert_one_line_each(log, [instance_id], reason)
     assert "not-the-simulators-token" not in log
     print(f"refused token: failed {elapsed:.1f} s after the request")
+
+
+# --- 6. the cleanup job keeps going until Hetzner says 404 --------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_a_delete_the_cloud_keeps_refusing_for_a_while_ends_deleted_and_the_events_say_why(
+    settings: Settings, clean_database: str, simulate_cloud: Callable[..., SimulatedCloud]
+) -> None:
+    cloud = simulate_cloud(*FAST)
+
+    async with stack_on(settings, cloud) as api:
+        instance_id = await provision(api, "refused-delete")
+        assert await settles(api, instance_id, timeout=30) == "running"
+        cloud.set_faults(error_ratio=1)  # every request: 409 conflict, 502 bad_gateway or 504 timeout
+        started = time.monotonic()
+        assert (await api.delete(f"{SMOKE}/instances/{instance_id}")).status_code == 200
+
+        async def noted() -> str | None:
+            said = [e["reason"] for e in await events(api, instance_id) if e["status"] == "deleting" and e["reason"]]
+            return next((reason for reason in said if reason.startswith("cleanup failed, retrying: ")), None)
+
+        note = str(await until(noted, timeout=45, interval=0.2))  # the adapter gave up (6 tries) and said so
+        refused_for = time.monotonic() - started
+        cloud.set_faults(error_ratio=0)
+        assert await settles(api, instance_id, timeout=30, among=frozenset({"deleted", "failed"})) == "deleted"
+        history = await events(api, instance_id)
+
+    assert re.fullmatch(
+        r"cleanup failed, retrying: Hetzner: (conflict|bad_gateway|timeout): .+; gave up after 6 attempts", note
+    )
+    assert [e["status"] for e in history][-1] == "deleted"
+    assert await sim_servers(cloud) == []
+    print(f"cleanup refused for {refused_for:.1f} s, then deleted {time.monotonic() - started:.1f} s after the request")
