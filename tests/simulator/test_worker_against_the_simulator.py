@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import re
 import time
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from smoke.observability import configure_logging
+from smoke.serving import serve_asgi
 from smoke.settings import Settings
 from tests.integration.conftest import SMOKE, provision_body, running_stack, stack_settings
 from tests.integration.support import status_of, until
@@ -87,6 +89,70 @@ def hostname(instance_id: str) -> str:
 
 def server_body(name: str) -> dict[str, Any]:
     return {"name": name, "server_type": "cpx22", "image": "ubuntu-24.04", "location": "fsn1"}
+
+
+class RefusingProxy:
+    """An ASGI proxy in front of the simulator that refuses some requests as the real API can, forwarding the rest.
+
+    The simulator has no knob for these (it never locks a ``DELETE``, and ``unavailable_ratio`` draws any request):
+    - ``locked_deletes``: the first N ``DELETE /v1/servers/{id}`` of each server are answered 423 ``locked``, as the
+      API answers while another action (a backup, a rebuild) runs on the server;
+    - ``unavailable_creates``: the first N ``POST /v1/servers`` are answered 503 ``unavailable``.
+    Each refusal has the API's envelope and creates or deletes nothing; ``refused`` counts them by request.
+    """
+
+    SERVER = re.compile(r"/v1/servers/\d+")
+
+    def __init__(self, upstream: str, *, locked_deletes: int = 0, unavailable_creates: int = 0) -> None:
+        self._client = httpx.AsyncClient(base_url=upstream, timeout=30)
+        self._locked_deletes = locked_deletes
+        self._unavailable_creates = unavailable_creates
+        self.refused: Counter[str] = Counter()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _refusal(self, method: str, path: str) -> tuple[int, str, str] | None:
+        request = f"{method} {path}"
+        if method == "DELETE" and self.SERVER.fullmatch(path) and self.refused[request] < self._locked_deletes:
+            return 423, "locked", "cannot perform operation because server is locked"
+        if method == "POST" and path == "/v1/servers" and self.refused[request] < self._unavailable_creates:
+            return 503, "unavailable", "the service is currently unavailable, please try again later"
+        return None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        method, path = scope["method"], scope["path"]
+        if (refusal := self._refusal(method, path)) is not None:
+            self.refused[f"{method} {path}"] += 1
+            status, code, text = refusal
+            content = json.dumps({"error": {"code": code, "message": text, "details": None}}).encode()
+            headers = [(b"content-type", b"application/json")]
+        else:
+            forwarded = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"host", b"content-length")]
+            target = path + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
+            upstream = await self._client.request(method, target, headers=forwarded, content=body)
+            status, content = upstream.status_code, upstream.content
+            hop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+            headers = [(k.encode(), v.encode()) for k, v in upstream.headers.items() if k.lower() not in hop]
+        headers.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+@contextlib.asynccontextmanager
+async def refusing_proxy(cloud: SimulatedCloud, **refusals: int) -> AsyncIterator[tuple[str, RefusingProxy]]:
+    """A :class:`RefusingProxy` in front of ``cloud`` on a loopback port: its API URL (with ``/v1``) and itself."""
+    proxy = RefusingProxy(cloud.url, **refusals)
+    try:
+        async with serve_asgi(proxy, lifespan="off") as url:
+            yield f"{url}/v1", proxy
+    finally:
+        await proxy.aclose()
 
 
 @pytest.fixture
@@ -255,6 +321,66 @@ async def test_a_refused_token_fails_the_provision_at_once_naming_the_refused_to
     assert_one_line_each(log, [instance_id], reason)
     assert "not-the-simulators-token" not in log
     print(f"refused token: failed {elapsed:.1f} s after the request")
+
+
+# --- 5. 503 unavailable and 423 locked ----------------------------------------------------------------------------
+
+UNAVAILABLE = "Hetzner: unavailable: the service is currently unavailable, please try again later"
+
+
+@pytest.mark.slow
+async def test_a_create_refused_503_unavailable_fails_the_provision_at_once_and_leaves_no_server(
+    settings: Settings, clean_database: str, simulate_cloud: Callable[..., SimulatedCloud], worker_log: io.StringIO
+) -> None:
+    """Not retried, as neither official client retries ``unavailable`` (see docs/operations.md, "503 unavailable")."""
+    cloud = simulate_cloud(*FAST)
+
+    async with (
+        refusing_proxy(cloud, unavailable_creates=1) as (api_url, proxy),
+        stack_on(settings, cloud, hetzner_api_url=api_url) as api,
+    ):
+        started = time.monotonic()
+        instance_id = await provision(api, "unavailable")
+        status = await settles(api, instance_id, timeout=AT_ONCE)
+        elapsed = time.monotonic() - started
+        reason = await reason_of(api, instance_id)
+
+    assert (status, reason) == ("failed", UNAVAILABLE)
+    assert elapsed < AT_ONCE
+    assert proxy.refused == {"POST /v1/servers": 1}
+    assert await sim_servers(cloud) == []
+    assert_one_line_each(worker_log.getvalue(), [instance_id], UNAVAILABLE)
+
+
+@pytest.mark.slow
+async def test_under_503s_on_any_request_and_locked_deletes_provisions_and_deletes_converge(
+    settings: Settings, clean_database: str, simulate_cloud: Callable[..., SimulatedCloud]
+) -> None:
+    """Reads and deletes meeting 503 ``unavailable`` or 423 ``locked`` are retried; a create meeting 503 fails."""
+    cloud = simulate_cloud(*FAST)
+    cloud.set_faults(unavailable_ratio=0.3)
+
+    async with (
+        refusing_proxy(cloud, locked_deletes=2) as (api_url, proxy),
+        stack_on(settings, cloud, hetzner_api_url=api_url) as api,
+    ):
+        ids = [await provision(api, f"flaky-{n}") for n in range(6)]
+        statuses = dict(zip(ids, await asyncio.gather(*(settles(api, i, timeout=60) for i in ids)), strict=True))
+        reasons = {i: await reason_of(api, i) for i, status in statuses.items() if status == "failed"}
+        running = sorted(i for i, status in statuses.items() if status == "running")
+        servers_while_running = await sim_servers(cloud)
+        for instance_id in ids:
+            assert (await api.delete(f"{SMOKE}/instances/{instance_id}")).status_code == 200
+        ends = await asyncio.gather(*(settles(api, i, timeout=60, among=frozenset({"deleted"})) for i in ids))
+
+    assert set(reasons.values()) <= {UNAVAILABLE}, reasons
+    assert instance_ids_of(servers_while_running) == running  # one server each, none for the failed ones
+    assert ends == ["deleted"] * len(ids)
+    assert await sim_servers(cloud) == []
+    locked = {request: n for request, n in proxy.refused.items() if request.startswith("DELETE")}
+    assert sorted(locked) == sorted(f"DELETE /v1/servers/{s['id']}" for s in servers_while_running)
+    assert set(locked.values()) <= {2}
+    print(f"503s and locked deletes: {len(running)} running, {len(reasons)} failed (create refused), all deleted")
 
 
 # --- 6. the cleanup job keeps going until Hetzner says 404 --------------------------------------------------------
