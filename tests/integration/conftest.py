@@ -48,14 +48,17 @@ def stack_settings(settings: Settings, cloud_url: str) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-    """The API (and an in-process worker) on ``settings``; a client of the API, called in-process."""
+async def running_stack(
+    settings: Settings, *, with_worker: bool = True, concurrency: int = 10
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API (and an in-process worker running ``concurrency`` jobs at once) on ``settings``; a client of the API,
+    called in-process."""
     container = make_container(settings)
     app = create_app(container)
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(running(app))
         if with_worker:
-            await stack.enter_async_context(running_worker(container, settings))
+            await stack.enter_async_context(running_worker(container, settings, concurrency=concurrency))
         transport = asgi_transport(app)
         client = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://api"))
         client.headers["Authorization"] = f"Bearer {settings.ops_bearer_token}"
