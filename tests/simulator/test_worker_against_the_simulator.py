@@ -400,8 +400,10 @@ async def test_under_503s_on_any_request_and_locked_deletes_provisions_and_delet
 
 @pytest.mark.slow
 async def test_a_delete_the_cloud_keeps_refusing_for_a_while_ends_deleted_and_the_events_say_why(
-    settings: Settings, clean_database: str, simulate_cloud: Callable[..., SimulatedCloud]
+    settings: Settings, clean_database: str, simulate_cloud: Callable[..., SimulatedCloud], worker_log: io.StringIO
 ) -> None:
+    """The adapter gives up after 6 tries; the cleanup job notes why, fails its attempt in one log line, and the next
+    attempt (saq's) deletes the server once the cloud answers again."""
     cloud = simulate_cloud(*FAST)
 
     async with stack_on(settings, cloud) as api:
@@ -426,6 +428,11 @@ async def test_a_delete_the_cloud_keeps_refusing_for_a_while_ends_deleted_and_th
     )
     assert [e["status"] for e in history][-1] == "deleted"
     assert await sim_servers(cloud) == []
+    log = worker_log.getvalue()
+    first_attempt = f"job cleanup:{instance_id} failed (attempt 1 of 5, retried): "
+    [failed] = [line for line in log.splitlines() if first_attempt in line]  # saq's failure, condensed: one line
+    assert note.removeprefix("cleanup failed, retrying: ") in failed, log
+    assert "Traceback" not in log, log
     print(f"cleanup refused for {refused_for:.1f} s, then deleted {time.monotonic() - started:.1f} s after the request")
 
 
