@@ -365,6 +365,6 @@ async def test_a_server_the_cloud_will_not_delete_is_one_warning_line(
     await provisioner.fail(instance.id, "given up")
 
     assert [r.getMessage() for r in caplog.records] == [
-        f"could not delete the server of failed {instance.id} (reconcile will): delete protection is on (protected)",
+        f"server of failed {instance.id} not deleted, left for reconcile: delete protection is on (protected)",
         f"provision of {instance.id} failed: given up",
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -28,12 +27,7 @@ __all__ = ("ProvisionPolicy", "Provisioner")
 
 logger = logging.getLogger("smoke.provisioning")
 
-Heartbeat = Callable[[], Awaitable[None]]
 FAILABLE = frozenset({InstanceStatus.PROVISIONING, InstanceStatus.RUNNING})
-
-
-async def _no_heartbeat() -> None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +63,7 @@ class Provisioner:
     firewall: AgentFirewall
     clock: Clock
 
-    async def provision(self, instance_id: UUID, heartbeat: Heartbeat = _no_heartbeat) -> InstanceStatus | None:
+    async def provision(self, instance_id: UUID) -> InstanceStatus | None:
         """Run the provision job of ``instance_id``; return the status it leaves (None: no such request).
 
         A refusal of the cloud fails the instance at once with the cloud's reason.
@@ -91,7 +85,6 @@ class Provisioner:
             while self.clock.now() < deadline:
                 if await self._is_up(instance):
                     return await self._mark_running(instance_id)
-                await heartbeat()
                 await self.clock.sleep(self.policy.poll_seconds)
                 current = await self._current(instance.id)
                 if current is None or current.is_deleted:
@@ -115,7 +108,7 @@ class Provisioner:
             try:
                 await delete_servers_of(self.cloud, instance)
             except CloudError as error:
-                logger.warning("could not delete the server of failed %s (reconcile will): %s", instance_id, error)
+                logger.warning("server of failed %s not deleted, left for reconcile: %s", instance_id, error)
         async with self.database.begin() as uow:
             instance = await uow.instances.get(instance_id, lock=True)
             if instance is None or instance.is_deleted or instance.status not in FAILABLE:
