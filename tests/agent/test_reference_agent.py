@@ -82,6 +82,7 @@ def test_any_other_token_is_refused_with_401(agent_file: Path, tmp_path: Path, a
     assert endpoint.reports == []
 
 
+@pytest.mark.slow
 def test_usage_endpoint_down_is_an_error_event_in_bounded_time(agent_file: Path, tmp_path: Path) -> None:
     with running_agent(agent_file, agent_config(UNREACHABLE_USAGE_URL), tmp_path) as agent:
         started = time.monotonic()
@@ -92,6 +93,7 @@ def test_usage_endpoint_down_is_an_error_event_in_bounded_time(agent_file: Path,
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
 def test_a_usage_5xx_is_retried_under_the_same_request_id(agent_file: Path, tmp_path: Path) -> None:
     with echo_agent(agent_file, tmp_path, 503) as (agent, endpoint):
         events = list(chat(agent, "try again"))

@@ -54,6 +54,7 @@ async def _firewalls(cloud: httpx.AsyncClient) -> list[dict[str, Any]]:
     return list((await cloud.get("/v1/firewalls", headers=AUTH)).json()["firewalls"])
 
 
+@pytest.mark.slow
 async def test_ten_provisions_and_a_restart_keep_exactly_one_firewall_on_every_server_with_the_keys(
     settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, clean_database: str
 ) -> None:
@@ -78,6 +79,7 @@ async def test_ten_provisions_and_a_restart_keep_exactly_one_firewall_on_every_s
     assert firewall["labels"]["managed-by"] == "smoke"
 
 
+@pytest.mark.slow
 async def test_a_worker_refuses_to_start_on_a_refused_token_or_an_unknown_ssh_key(
     settings: Settings, cloud_url: str
 ) -> None:
@@ -97,6 +99,7 @@ async def test_a_worker_refuses_to_start_on_a_refused_token_or_an_unknown_ssh_ke
 @pytest.mark.parametrize(
     ("faults", "exit_code"), [({}, 0), ({"unavailable": [{"location": "ash", "server_type": "cpx32"}]}, 1)]
 )
+@pytest.mark.slow
 async def test_catalog_check_says_what_cannot_be_ordered(
     cloud_url: str, cloud: httpx.AsyncClient, faults: dict[str, Any], exit_code: int
 ) -> None:

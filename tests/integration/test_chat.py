@@ -68,6 +68,7 @@ async def chat(api: httpx.AsyncClient, instance_id: str, message: str) -> list[t
         return await read_events(response)
 
 
+@pytest.mark.slow
 async def test_events_are_relayed_as_they_arrive_and_equal_the_agents(
     api: httpx.AsyncClient, cloud: httpx.AsyncClient, cloud_url: str, settings: Settings
 ) -> None:
@@ -142,6 +143,7 @@ async def test_a_deleted_instance_cannot_be_chatted_with(api: httpx.AsyncClient)
     assert response.status_code == 409
 
 
+@pytest.mark.slow
 async def test_a_client_leaving_closes_the_upstream_within_a_second_and_leaks_nothing(
     api: httpx.AsyncClient, cloud: httpx.AsyncClient, clean_database: str
 ) -> None:
@@ -169,6 +171,7 @@ async def test_a_client_leaving_closes_the_upstream_within_a_second_and_leaks_no
     assert await _database_connections(clean_database) <= connections_before
 
 
+@pytest.mark.slow
 async def test_upstream_silence_is_bridged_with_keep_alive_comments(
     settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, clean_database: str
 ) -> None:
@@ -183,6 +186,7 @@ async def test_upstream_silence_is_bridged_with_keep_alive_comments(
     assert b"event: done" in body
 
 
+@pytest.mark.slow
 async def test_a_turn_past_its_timeout_ends_with_an_error_event(
     settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, clean_database: str
 ) -> None:

@@ -97,6 +97,7 @@ def smoke_command(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProc
     )
 
 
+@pytest.mark.slow
 async def test_the_check_passes_end_to_end_and_leaves_no_server(
     api_url: str, settings: Settings, cloud: httpx.AsyncClient
 ) -> None:
@@ -112,6 +113,7 @@ async def test_the_check_passes_end_to_end_and_leaves_no_server(
     assert await servers(cloud) == []
 
 
+@pytest.mark.slow
 async def test_a_provision_answered_503_and_retried_is_one_instance_and_one_server_and_leaves_none(
     api_url_answering_the_first_provision_503: str,
     settings: Settings,
@@ -202,6 +204,7 @@ def test_smoke_demo_passes_with_the_reference_agent_run_as_a_process_from_the_us
     assert "usage echo/echo-1" in steps["chat"]["message"]  # the reference agent's echo backend, not the inline agent
 
 
+@pytest.mark.slow
 async def test_a_refused_hetzner_token_fails_the_command_in_seconds_naming_the_refusal(
     api_url_on_a_cloud_refusing_the_token: str, settings: Settings, tmp_path: Path
 ) -> None:

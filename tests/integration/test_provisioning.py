@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
 from smoke.settings import Settings
 from tests.integration.conftest import SIM_TOKEN, SMOKE, provision_body
@@ -36,6 +37,7 @@ async def test_a_provision_reaches_running_with_exactly_one_server_as_asked(
     assert server["status"] == "running"
 
 
+@pytest.mark.slow
 async def test_twenty_provisions_under_cloud_faults_all_run_with_exactly_twenty_servers(
     stack: httpx.AsyncClient, cloud: httpx.AsyncClient
 ) -> None:
@@ -50,6 +52,7 @@ async def test_twenty_provisions_under_cloud_faults_all_run_with_exactly_twenty_
     assert names == sorted(f"smoke-{uuid.UUID(i).hex[:12]}" for i in ids)
 
 
+@pytest.mark.slow
 async def test_delete_while_provisioning_leaves_no_server(stack: httpx.AsyncClient, cloud: httpx.AsyncClient) -> None:
     instance_id = (await stack.post(f"{SMOKE}/provision", json=provision_body())).json()["instance_id"]
 
@@ -61,6 +64,7 @@ async def test_delete_while_provisioning_leaves_no_server(stack: httpx.AsyncClie
     assert await servers(cloud) == []
 
 
+@pytest.mark.slow
 async def test_delete_of_a_running_instance_deletes_its_server(
     stack: httpx.AsyncClient, cloud: httpx.AsyncClient
 ) -> None:
@@ -73,6 +77,7 @@ async def test_delete_of_a_running_instance_deletes_its_server(
     assert await servers(cloud) == []
 
 
+@pytest.mark.slow
 async def test_a_delete_racing_the_server_creation_leaves_no_server(
     stack: httpx.AsyncClient, cloud: httpx.AsyncClient
 ) -> None:

@@ -47,6 +47,7 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "smoke", "worker"], env=_environment(settings))
 
 
+@pytest.mark.slow
 async def test_a_worker_killed_mid_provision_is_replaced_and_no_second_server_appears(
     settings: Settings,
     cloud_url: str,
@@ -76,6 +77,7 @@ async def test_a_worker_killed_mid_provision_is_replaced_and_no_second_server_ap
         assert requests.get("POST /v1/servers") == 1
 
 
+@pytest.mark.slow
 async def test_an_instance_never_deleted_is_deleted_once_past_its_ttl(
     settings: Settings, cloud_url: str, cloud: httpx.AsyncClient, clean_database: str
 ) -> None:

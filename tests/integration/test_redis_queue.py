@@ -21,6 +21,7 @@ from tests.integration.support import reaches, servers
 pytestmark = pytest.mark.redis
 
 
+@pytest.mark.slow
 async def test_provision_and_delete_run_on_the_redis_queue(
     settings: Settings,
     cloud_url: str,

@@ -42,6 +42,7 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_serve_on_a_busy_port_exits_1_with_one_line(busy_port: int, clean_database: str, tmp_path: Path) -> None:
     settings = {"DATABASE_URL": clean_database, "OPS_BEARER_TOKEN": "t", "AGENT_TOKEN_SECRET": "s"}
 

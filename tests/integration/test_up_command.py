@@ -79,6 +79,7 @@ def test_smoke_up_provisions_with_its_pasted_curl_example_and_stops_cleanly_on_s
         process.stdout.close()
 
 
+@pytest.mark.slow
 def test_smoke_up_on_the_data_of_an_older_postgresql_says_what_to_do_in_one_line(tmp_path: Path) -> None:
     (tmp_path / ".smoke" / "pgdata").mkdir(parents=True)
     (tmp_path / ".smoke" / "pgdata" / "PG_VERSION").write_text("16\n")

@@ -20,6 +20,14 @@ from tests.reliability import figures
 hypothesis_configuration.set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "smoke-reliability-hypothesis")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every row of the plan injects faults into a real stack and waits for it to converge: all of them are slow."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def row_test(request: pytest.FixtureRequest) -> str:
     """The node id of the running test, to label its figures."""

@@ -19,10 +19,13 @@ import pytest
 
 from tests.simulator.conftest import FAST, TOKEN, SimulatedCloud
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("hcloud") is None,
-    reason="the Go CLI hcloud is not installed (Debian package hcloud-cli; .ci/run installs it when it can)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("hcloud") is None,
+        reason="the Go CLI hcloud is not installed (Debian package hcloud-cli; .ci/run installs it when it can)",
+    ),
+    pytest.mark.slow,  # every test runs the CLI as processes, a second or two each
+]
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBhZVBDSoDVSS5xAEqmFfjht+MG422xi4KoA2yTn4muz ci@example"
 Cli = Callable[..., subprocess.CompletedProcess[str]]

@@ -134,6 +134,7 @@ def test_put_renames_and_relabels_a_server(hcloud: Client) -> None:
     assert hcloud.servers.get_by_name("web-1") is None
 
 
+@pytest.mark.slow
 def test_power_actions_move_the_server_between_running_and_off(hcloud: Client) -> None:
     server = running(hcloud, "web-1")
 
@@ -346,6 +347,7 @@ def test_a_firewall_given_at_create_is_listed_on_the_server(hcloud: Client) -> N
     assert [present(resource.server).id for resource in present(found[0].applied_to)] == [server.id]
 
 
+@pytest.mark.slow
 def test_firewall_rules_are_set_and_resources_applied_and_removed(hcloud: Client) -> None:
     server = running(hcloud, "web-1", labels={"role": "agent"})
     firewall = hcloud.firewalls.create(name="agents").firewall

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ARCHITECTURE = Path(__file__).parents[2] / "docs" / "architecture.md"
 
 
+@pytest.mark.slow
 def test_the_fakes_example_in_the_architecture_doc_runs() -> None:
     blocks = re.findall(r"```python\n(.*?)```", ARCHITECTURE.read_text(), flags=re.DOTALL)
     example = next(block for block in blocks if "FakeAdaptersProvider" in block)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from smoke.worker.tasks import kept_alive
 
 
@@ -21,6 +23,7 @@ class FakeJob:
         self.touches += 1
 
 
+@pytest.mark.slow
 async def test_a_job_is_touched_every_third_of_its_heartbeat_while_one_long_call_runs() -> None:
     job = FakeJob(heartbeat=3)
 
@@ -33,6 +36,7 @@ async def test_a_job_is_touched_every_third_of_its_heartbeat_while_one_long_call
     assert job.touches == touched  # nothing after the block: no write races the job's completion
 
 
+@pytest.mark.slow
 async def test_a_failed_touch_does_not_fail_the_job_and_the_next_one_is_tried() -> None:
     job = FakeJob(heartbeat=3)
     job.fail = True
