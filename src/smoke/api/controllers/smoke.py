@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from dishka.integrations.litestar import FromDishka, inject
 from litestar import Controller, delete, get, post
 from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
@@ -13,6 +12,7 @@ from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Stream
 
 from smoke.api.auth import ops_bearer_guard
+from smoke.api.di import FromDishka, inject
 from smoke.api.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     ChatCreate,
