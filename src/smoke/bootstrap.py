@@ -24,7 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from smoke.adapters.agent import HttpAgentClient
 from smoke.adapters.clock import SystemClock
 from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
-from smoke.adapters.postgres.reads import AsyncpgCatalog, AsyncpgInstanceReader, AsyncpgUsageEventStore
+from smoke.adapters.postgres.reads import (
+    AsyncpgCatalog,
+    AsyncpgInstanceReader,
+    AsyncpgUsageEventStore,
+    nothing_to_reset,
+)
 from smoke.adapters.postgres.stores import SqlAlchemyDatabase
 from smoke.adapters.queue import JobPolicy, SaqJobQueue, connect_saq_queue, make_saq_queue
 from smoke.adapters.readiness import ConnectionReadinessProbe
@@ -133,7 +138,10 @@ class PostgresProvider(Provider):
     @provide
     async def provide_pool(self, settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         # min_size=0: the API starts, and /readyz says so, while the database is down.
-        pool = await asyncpg.create_pool(settings.required("DATABASE_URL"), min_size=0, max_size=10, command_timeout=30)
+        # reset: one round trip per read, not two (nothing_to_reset says why that is safe on this pool).
+        pool = await asyncpg.create_pool(
+            settings.required("DATABASE_URL"), min_size=0, max_size=10, command_timeout=30, reset=nothing_to_reset
+        )
         yield pool
         await pool.close()
 
