@@ -12,10 +12,11 @@ run.
 
 Throughput is the steady rate: the ``running`` transitions after the first wave (as many as are in flight at once)
 divided by the time from the end of that wave to the last one, from ``instance_status_history`` (one host, one
-clock); each run sends three times as many provisions as can be in flight (480 at most: the simulated cloud's addresses). The run also
-records, per provision, the CPU of the API, of the workers, of the simulated cloud and of the database's backends
-(procfs), how busy each was over the run (% of one core), and the Hetzner requests (the simulator's count), so that
-the bound can be named: the concurrency (Little's law: in flight / time per provision), a CPU, or the database.
+clock); each run sends three times as many provisions as can be in flight (480 at most: the simulated cloud's
+addresses). The run also records, per provision, the CPU of the API, of the workers, of the simulated cloud and of
+the database's backends (procfs), how busy each was over the run (% of one core) and the whole machine (/proc/stat),
+and the Hetzner requests (the simulator's count), so that the bound can be named: the concurrency (Little's law:
+in flight / time per provision), a CPU, or the database.
 """
 
 from __future__ import annotations
