@@ -279,7 +279,7 @@ def summarize(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             "cpu_ms_per_provision": cpu,
             "busy_pct_of_a_core": busy,
             "machine_busy_pct": round(median(r["machine_busy_pct"] for r in runs)),
-            "hetzner_requests_per_provision": median(r["hetzner_requests_per_provision"] for r in runs),
+            "hetzner_requests_per_provision": round(median(r["hetzner_requests_per_provision"] for r in runs), 1),
             "failed": sum(r["failed"] for r in runs),
             "running": sum(r["running"] for r in runs),
         }

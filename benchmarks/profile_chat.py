@@ -79,7 +79,8 @@ async def main() -> int:
                 client_ms["relay"].append((await _turn(client, *relay, "hello"))["ttfe_ms"])
                 client_ms["direct"].append((await _turn(client, *direct, "hello"))["ttfe_ms"])
         lines = [json.loads(x) for x in timed.log_path.read_text().splitlines() if x.startswith("{")][10:]
-    phases: dict[str, Any] = {k: round(median(line[k] for line in lines if k in line), 3) for k in lines[-1]}
+    names = [k for k in lines[-1] if k != "clock"]  # "clock": the absolute start, to match the client's (hops)
+    phases: dict[str, Any] = {k: round(median(line[k] for line in lines if k in line), 3) for k in names}
     rows = [[name, ms] for name, ms in sorted(phases.items(), key=lambda kv: kv[1])]
     rows += [[f"client: first event, {k} (p50)", round(median(v), 3)] for k, v in client_ms.items()]
     text = table(["phase ended (ms after the request reached the app), median over turns", "ms"], rows)
