@@ -57,7 +57,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("benchmark", choices=["all", "read", "chat", "usage", "provision"])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--seconds", type=int, default=6, help="read path: seconds of each measured wrk run")
-    parser.add_argument("--chat-runs", type=int, default=20, help="chat: runs per target (default 20)")
+    parser.add_argument("--chat-runs", type=int, default=40, help="chat: runs per target (default 40)")
     parser.add_argument("--provisions", type=int, default=200, help="provision: provisions per run (default 200)")
     parser.add_argument("--provision-rounds", type=int, default=2, help="provision: rounds (default 2)")
     args = parser.parse_args(argv)
