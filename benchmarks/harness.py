@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -403,29 +404,6 @@ def uvicorn_argv(module: str, port: int) -> list[str]:
     ]
 
 
-def granian_argv(module: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--loop",
-        "uvloop",
-        "--workers",
-        "1",
-        "--no-ws",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        module,
-    ]
-
-
 def smoke_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "smoke", *args]
 
@@ -437,27 +415,46 @@ def smoke_env(database_url: str, token: str, **extra: str) -> dict[str, str]:
     return base_env(DATABASE_URL=database_url, OPS_BEARER_TOKEN=token, AGENT_TOKEN_SECRET=AGENT_TOKEN_SECRET, **extra)
 
 
-def api_server(kind: str, database_url: str, token: str, **extra: str) -> Server:
-    """The smoke API: ``smoke-serve`` (the shipped ``smoke serve``), ``uvicorn`` or ``granian`` (command lines)."""
+BASELINE_REF = os.environ.get("BENCH_BASELINE_REF", "main")
+
+
+@functools.cache
+def baseline_source() -> tuple[str, Path]:
+    """The ``src/`` of the commit this branch started from (``git merge-base HEAD main``), extracted once.
+
+    The "at main" configurations run it (``PYTHONPATH`` first, before the installed project), so the code before
+    this round's changes is measured in the same run, on the same machine, as the code after them.
+    """
+    base = subprocess.run(
+        ["git", "merge-base", "HEAD", BASELINE_REF], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.strip()
+    dest = LOG_DIR / f"baseline-{base[:8]}"
+    if not dest.exists():
+        dest.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", base, "src"], capture_output=True, cwd=ROOT, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return base[:8], dest / "src"
+
+
+def api_server(kind: str, database_url: str, token: str, *, at_baseline: bool = False, **extra: str) -> Server:
+    """The smoke API: ``smoke-serve`` (the shipped ``smoke serve``) or ``uvicorn`` (a command line on the same app).
+
+    ``at_baseline``: the code of ``baseline_source()`` (main, before this round's changes) instead of this tree's.
+    """
     port = free_port()
     env = smoke_env(database_url, token, PUBLIC_URL=f"http://127.0.0.1:{port}", **extra)
+    name = f"smoke-api-{kind}"
+    if at_baseline:
+        commit, src = baseline_source()
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{env['PYTHONPATH']}"
+        name += f"-at-{commit}"
     if kind == "smoke-serve":
         argv = smoke_argv("serve", "--host", "127.0.0.1", "--port", str(port))
     elif kind == "uvicorn":
         argv = uvicorn_argv("benchmarks.apps.smoke_api:app", port)
-    elif kind == "granian":
-        argv = granian_argv("benchmarks.apps.smoke_api:app", port)
     else:
         raise ValueError(kind)
-    return Server(f"smoke-api-{kind}", argv, env, url=f"http://127.0.0.1:{port}", ready_path="/healthz")
-
-
-def whatif_api_server(whatif: str, database_url: str, token: str, **extra: str) -> Server:
-    """The smoke API with proposed changes applied from outside src/ (benchmarks/apps/smoke_api_whatif.py), uvicorn."""
-    port = free_port()
-    env = smoke_env(database_url, token, PUBLIC_URL=f"http://127.0.0.1:{port}", WHATIF=whatif, **extra)
-    argv = uvicorn_argv("benchmarks.apps.smoke_api_whatif:app", port)
-    return Server(f"smoke-api-whatif-{whatif}", argv, env, url=f"http://127.0.0.1:{port}", ready_path="/healthz")
+    return Server(name, argv, env, url=f"http://127.0.0.1:{port}", ready_path="/healthz")
 
 
 def simulator_server(*, token_delay_ms: int = 0) -> Server:

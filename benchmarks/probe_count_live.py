@@ -2,10 +2,10 @@
 
     uv run --group bench python benchmarks/probe_count_live.py
 
-``SqlAlchemyProvisionLedger.count_live`` runs inside every accepted ``POST /provision``, under the per-customer
-advisory lock (so provisions of the customer wait for each other). It joins the customer's whole ledger to
-``instances``. Here the ledger holds 10^3, then 10^5 past requests whose instances are all soft-deleted (years of
-CI runs; idempotency keys are never pruned), and the call is timed (5 warm-up + 30 timed, one session).
+``ProvisionLedger.count_live`` (the customer's ledger entries not yet released) runs inside every accepted
+``POST /provision``, under the per-customer advisory lock (so provisions of the customer wait for each other). Here
+the ledger holds 10^3, then 10^5 past requests whose instances are all soft-deleted and released (years of CI
+runs; idempotency keys are never pruned), and the call is timed (5 warm-up + 30 timed, one unit of work).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import uvloop
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from benchmarks.harness import bench_database, log, median, seed_instances, table, write_result
-from smoke.adapters.postgres.stores import SqlAlchemyProvisionLedger
-from smoke.settings import DEFAULT_CUSTOMER_ID
+from smoke.adapters.postgres.stores import SqlAlchemyDatabase
+from smoke.settings import Settings
 
 
 async def main() -> int:
@@ -33,17 +33,18 @@ async def main() -> int:
             await seed_instances(url, size, customers=1, status="deleted")
             conn = await asyncpg.connect(url)
             await conn.execute("UPDATE instances SET deleted_at = now()")
+            await conn.execute("UPDATE provision_ledger SET released_at = now()")
             await conn.execute("VACUUM ANALYZE")
             await conn.close()
             engine = create_async_engine("postgresql+asyncpg://" + url.split("://", 1)[1])
-            async with async_sessionmaker(engine)() as session:
-                ledger = SqlAlchemyProvisionLedger(session)
+            database = SqlAlchemyDatabase(async_sessionmaker(engine), Settings().customer_scope())
+            async with database.begin() as uow:
                 for _ in range(5):
-                    assert await ledger.count_live(DEFAULT_CUSTOMER_ID) == 0
+                    assert await uow.ledger.count_live() == 0
                 times = []
                 for _ in range(30):
                     started = time.perf_counter()
-                    await ledger.count_live(DEFAULT_CUSTOMER_ID)
+                    await uow.ledger.count_live()
                     times.append((time.perf_counter() - started) * 1e3)
             await engine.dispose()
         out[size] = round(median(times), 2)

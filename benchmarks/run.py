@@ -41,7 +41,7 @@ async def _one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         raw = await bench_usage.run(rounds=args.rounds)
         text, summary = bench_usage.summarize(raw)
     elif name == "provision":
-        raw = await bench_provision.run(rounds=args.rounds, count=args.provisions)
+        raw = await bench_provision.run(rounds=args.provision_rounds, count=args.provisions)
         text, summary = bench_provision.summarize(raw)
     else:
         raise ValueError(name)
@@ -56,9 +56,10 @@ async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("benchmark", choices=["all", "read", "chat", "usage", "provision"])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--seconds", type=int, default=8, help="read path: seconds of each measured wrk run")
-    parser.add_argument("--chat-runs", type=int, default=20, help="chat: runs per target (default 20)")
-    parser.add_argument("--provisions", type=int, default=100, help="provision: provisions per run (default 100)")
+    parser.add_argument("--seconds", type=int, default=6, help="read path: seconds of each measured wrk run")
+    parser.add_argument("--chat-runs", type=int, default=40, help="chat: runs per target (default 40)")
+    parser.add_argument("--provisions", type=int, default=200, help="provision: provisions per run (default 200)")
+    parser.add_argument("--provision-rounds", type=int, default=2, help="provision: rounds (default 2)")
     args = parser.parse_args(argv)
     names = ["read", "chat", "usage", "provision"] if args.benchmark == "all" else [args.benchmark]
     for name in names:

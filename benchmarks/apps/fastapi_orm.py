@@ -1,6 +1,7 @@
-"""Twin (b) of Smoke Status: FastAPI + pydantic + SQLAlchemy ORM, the stack of the system smoke replaces.
+"""Twin (b) of Smoke Status and Smoke Poll: FastAPI + pydantic + SQLAlchemy ORM, the stack of the system smoke replaces.
 
-The same bearer check, the same row (``instances`` by id and customer), the same JSON and statuses as Smoke Status,
+The same bearer check, the same rows (``instances`` by id and customer; the ledger entry of a key joined to its
+instance), the same JSON and statuses as Smoke Status and Smoke Poll,
 written the way that stack writes it: an ``HTTPBearer`` dependency, an ``AsyncSession`` per request from a
 dependency, an ORM ``select`` with ``load_only`` and a pydantic ``response_model``
 (the ORM-per-request configuration the read path is measured against). Reads ``DATABASE_URL`` and ``OPS_BEARER_TOKEN``.
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Path as FastApiPath
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import String, Uuid, select
@@ -46,6 +48,19 @@ class Instance(Base):
     status: Mapped[str] = mapped_column(String(20))
 
 
+class LedgerEntry(Base):
+    __tablename__ = "provision_ledger"
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+
+
+class PollOut(BaseModel):
+    found: bool
+    instance_id: uuid.UUID | None
+    status: str | None
+
+
 class InstanceOut(BaseModel):
     hostname: str
     id: uuid.UUID
@@ -70,6 +85,27 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(dependencies=[Depends(require_token)], lifespan=lifespan)
+
+
+@app.get("/internal/v1/smoke/instances/by-key/{idempotency_key}", response_model=PollOut)
+async def smoke_poll(
+    idempotency_key: Annotated[str, FastApiPath(min_length=1, max_length=255, pattern=r"^[^/\x00]*$")],
+    session: Annotated[AsyncSession, Depends(get_session)],
+) -> PollOut:
+    query = (
+        select(Instance)
+        .options(load_only(Instance.id, Instance.status))
+        .join(LedgerEntry, LedgerEntry.instance_id == Instance.id)
+        .where(
+            LedgerEntry.customer_id == DEFAULT_CUSTOMER_ID,
+            LedgerEntry.idempotency_key == idempotency_key,
+            Instance.customer_id == DEFAULT_CUSTOMER_ID,
+        )
+    )
+    instance = (await session.execute(query)).scalar_one_or_none()
+    if instance is None:
+        return PollOut(found=False, instance_id=None, status=None)
+    return PollOut(found=True, instance_id=instance.id, status=instance.status)
 
 
 @app.get("/internal/v1/smoke/instances/{instance_id}", response_model=InstanceOut)

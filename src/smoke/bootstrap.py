@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import asyncpg
-import httpx
 from advanced_alchemy.config import AsyncSessionConfig, SQLAlchemyAsyncConfig
 from advanced_alchemy.config.engine import EngineConfig
 from dishka import AsyncContainer, Provider, Scope, ValidationSettings, from_context, make_async_container, provide
@@ -21,10 +20,15 @@ from dishka.provider import BaseProvider
 from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from smoke.adapters.agent import HttpAgentClient
+from smoke.adapters.agent import HttpAgentClient, agent_session
 from smoke.adapters.clock import SystemClock
 from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
-from smoke.adapters.postgres.reads import AsyncpgCatalog, AsyncpgInstanceReader, AsyncpgUsageEventStore
+from smoke.adapters.postgres.reads import (
+    AsyncpgCatalog,
+    AsyncpgInstanceReader,
+    AsyncpgUsageEventStore,
+    nothing_to_reset,
+)
 from smoke.adapters.postgres.stores import SqlAlchemyDatabase
 from smoke.adapters.queue import JobPolicy, SaqJobQueue, connect_saq_queue, make_saq_queue
 from smoke.adapters.readiness import ConnectionReadinessProbe
@@ -133,7 +137,10 @@ class PostgresProvider(Provider):
     @provide
     async def provide_pool(self, settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         # min_size=0: the API starts, and /readyz says so, while the database is down.
-        pool = await asyncpg.create_pool(settings.required("DATABASE_URL"), min_size=0, max_size=10, command_timeout=30)
+        # reset: one round trip per read, not two (nothing_to_reset says why that is safe on this pool).
+        pool = await asyncpg.create_pool(
+            settings.required("DATABASE_URL"), min_size=0, max_size=10, command_timeout=30, reset=nothing_to_reset
+        )
         yield pool
         await pool.close()
 
@@ -176,10 +183,8 @@ class CloudProviders(Provider):
 
     @provide
     async def provide_agents(self) -> AsyncIterator[AgentClient]:
-        timeout = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=5.0)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            yield HttpAgentClient(client)
+        async with agent_session(connect=5.0, read=60.0) as session:
+            yield HttpAgentClient(session)
 
     @provide
     def provide_user_data(self, settings: Settings) -> UserDataRenderer:

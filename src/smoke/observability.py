@@ -12,10 +12,11 @@ can pass for a record of its own. saq's line per job state change is debug outpu
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any, Final
 
 import structlog
@@ -30,6 +31,7 @@ __all__ = (
     "JOBS",
     "JOB_SECONDS",
     "PROVISION_SECONDS",
+    "REQUEST_ID",
     "RequestContextMiddleware",
     "configure_logging",
     "escaped",
@@ -102,6 +104,7 @@ def configure_logging(level: str, log_format: str, *, secrets: Iterable[str] = (
     redact = _Redactor(secrets)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
@@ -173,27 +176,70 @@ class _SaqLog(logging.Filter):
 _SAQ_LOG: Final = _SaqLog()
 
 
+REQUEST_ID: Final[ContextVar[str | None]] = ContextVar("smoke_request_id", default=None)
+"""The id of the request being served (API), put on every log record by ``_add_request_id``."""
+
+
+def _add_request_id(_: Any, __: str, event: EventDict) -> EventDict:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
+
+
+class _RouteMetrics:
+    """The counter and histogram children of one ``(method, route, status)``, looked up once per process."""
+
+    __slots__ = ("count", "seconds")
+
+    def __init__(self, method: str, route: str, status: int) -> None:
+        self.count = HTTP_REQUESTS.labels(method, route, status)
+        self.seconds = HTTP_SECONDS.labels(method, route)
+
+
 class RequestContextMiddleware:
-    """Bind a request id to the logs of each request (from ``X-Request-ID``, else new), echo it, count and time it."""
+    """Bind a request id to the logs of each request (from ``X-Request-ID``, else new), echo it, count and time it.
+
+    Pure ASGI and lean, as it runs for every request: one pass over the headers, the metric children cached per
+    ``(method, route template, status)``, one context variable set and reset (``REQUEST_ID``).
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._metrics: dict[tuple[str, str, int], _RouteMetrics] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:128]
-        request_id = incoming if incoming.isprintable() and incoming else uuid.uuid4().hex
+        request_id = _request_id(scope["headers"])
         started = time.perf_counter()
+        metrics = self._metrics
 
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-                route = scope.get("path_template") or "unmatched"
-                HTTP_REQUESTS.labels(scope["method"], route, message["status"]).inc()
-                HTTP_SECONDS.labels(scope["method"], route).observe(time.perf_counter() - started)
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                key = (scope["method"], scope.get("path_template") or "unmatched", message["status"])
+                route = metrics.get(key)
+                if route is None:
+                    route = metrics[key] = _RouteMetrics(*key)
+                route.count.inc()
+                route.seconds.observe(time.perf_counter() - started)
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        token = REQUEST_ID.set(request_id)
+        try:
             await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The caller's ``X-Request-ID`` (its first 128 characters) when printable, else a new random one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            incoming = value[:128].decode("latin-1")
+            if incoming and incoming.isprintable():
+                return incoming
+            break
+    return os.urandom(16).hex()

@@ -11,10 +11,13 @@ one leading BOM, comments, fields without a colon, multi-line data, and events c
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = ("SseEvent", "SseParser")
+
+_LINE_END = re.compile("\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,28 +50,25 @@ class SseParser:
         self._last_id: str | None = None
 
     def feed(self, chunk: bytes) -> Iterator[SseEvent]:
-        """The events completed by ``chunk``, in order."""
+        """The events completed by ``chunk``, in order.
+
+        The chunk's complete lines are split off in one pass (``_LINE_END``), so that a chunk holding many events
+        costs what its lines cost, however large it is; only its unfinished last line is kept for the next chunk.
+        """
         text = self._decoder.decode(chunk)
-        if not self._started and text:
+        if not text:
+            return
+        if not self._started:
             self._started = True
             text = text.removeprefix("\ufeff")
         if self._pending_cr and text.startswith("\n"):
-            text = text[1:]
-        self._pending_cr = False
-        self._buffer += text
-        while True:
-            end = _line_end(self._buffer)
-            if end is None:
-                if len(self._buffer) > self._max_line:
-                    raise ValueError("SSE line too long")
-                return
-            line, sep_len = self._buffer[:end], 1
-            if self._buffer[end] == "\r":
-                if end + 1 < len(self._buffer):
-                    sep_len = 2 if self._buffer[end + 1] == "\n" else 1
-                else:
-                    self._pending_cr = True
-            self._buffer = self._buffer[end + sep_len :]
+            text = text[1:]  # the LF of a CRLF whose CR ended the previous chunk
+        self._pending_cr = text.endswith("\r")
+        lines = _LINE_END.split(self._buffer + text if self._buffer else text)
+        self._buffer = lines.pop()
+        if len(self._buffer) > self._max_line:
+            raise ValueError("SSE line too long")
+        for line in lines:
             if (event := self._line(line)) is not None:
                 yield event
 
@@ -98,9 +98,3 @@ class SseParser:
         event = SseEvent(self._event or "message", "\n".join(self._data), self._last_id)
         self._event, self._data = "", []
         return event
-
-
-def _line_end(text: str) -> int | None:
-    cr, lf = text.find("\r"), text.find("\n")
-    ends = [i for i in (cr, lf) if i >= 0]
-    return min(ends) if ends else None

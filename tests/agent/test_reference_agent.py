@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from smoke.adapters.agent import HttpAgentClient
+from smoke.adapters.agent import HttpAgentClient, agent_session
 from smoke.serving import free_port
 from tests.agent.support import (
     AGENT_TOKEN,
@@ -52,8 +52,8 @@ def test_echo_streams_the_message_word_by_word_then_done_with_word_counts(agent_
 
 async def test_smokes_own_agent_client_holds_a_turn_with_it(agent_file: Path, tmp_path: Path) -> None:
     with echo_agent(agent_file, tmp_path) as (agent, _):
-        async with httpx.AsyncClient(timeout=5) as http:
-            client = HttpAgentClient(http)
+        async with agent_session(connect=5, read=5) as session:
+            client = HttpAgentClient(session)
             healthy = await client.is_healthy(agent.url)
             events = [event async for event in await client.open_chat(agent.url, AGENT_TOKEN, "via adapter")]
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from smoke.adapters.agent import HttpAgentClient
+from smoke.adapters.agent import HttpAgentClient, agent_session
 from smoke.adapters.user_data import CloudInitUserData
 from smoke.domain.errors import AgentUnavailable
 from smoke.domain.models import AgentBoot, ChatEvent, Instance, Manifest
@@ -52,9 +52,10 @@ async def agent(request: pytest.FixtureRequest) -> AsyncIterator[Agent]:
         serve_asgi(simulator) as url,
         serve_asgi(_usage_receiver, lifespan="off") as usage_url,
         httpx.AsyncClient(timeout=10) as http,
+        agent_session(connect=5, read=10) as session,
     ):
         server_id = await _booted_server(http, url, usage_url)
-        yield Agent(HttpAgentClient(http), f"{url}/agents/{server_id}", f"{url}/agents/999999")
+        yield Agent(HttpAgentClient(session), f"{url}/agents/{server_id}", f"{url}/agents/999999")
 
 
 async def test_a_booted_agent_is_healthy_and_an_absent_one_is_not(agent: Agent) -> None:

@@ -2,8 +2,9 @@
 
 The API and the worker run in this process on the run's PostgreSQL (``running_stack``, the saq queue on PostgreSQL);
 the cloud is a ``python -m smoke simulate-cloud`` of each test's own, reached over loopback HTTP. These are the
-"Must hold" lines of issue 11 plus the worker's side of SPEC §11 and §12: what a provision or a delete ends as when
-the cloud refuses, fails for a while, or is slow, and what the operator reads about it (events, one log line).
+"Must hold" lines of issue 11 plus the worker's side of refusals and events (docs/operations.md): what a
+provision or a delete ends as when the cloud refuses, fails for a while, or is slow, and what the operator reads
+about it (events, one log line).
 """
 
 from __future__ import annotations

@@ -137,7 +137,12 @@ def _one_line(error: yaml.YAMLError) -> str:
     return " ".join(str(error).split())
 
 
-class _Dumper(yaml.SafeDumper):
+_SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+"""libyaml's emitter when PyYAML has it (its wheels do): the same document, 0.18 against 5.8 ms a render here,
+about a quarter of a provision's CPU in the worker before (docs/benchmarks.md, figure 3)."""
+
+
+class _Dumper(_SafeDumper):  # type: ignore[valid-type,misc]
     """YAML that reads like the files it writes: multi-line strings as literal blocks (the unit and the
     configuration as on disk), lists of one-line strings on one line (``[systemctl, daemon-reload]``)."""
 

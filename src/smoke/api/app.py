@@ -8,7 +8,6 @@ from typing import cast
 
 import msgspec
 from dishka import AsyncContainer
-from dishka.integrations.litestar import setup_dishka
 from litestar import Litestar
 from litestar.openapi.spec import OpenAPI, Schema
 from litestar.types import ASGIApp
@@ -18,6 +17,7 @@ from smoke.api.bodies import JsonRequest
 from smoke.api.controllers.agent import AgentController
 from smoke.api.controllers.health import healthz, metrics, readyz
 from smoke.api.controllers.smoke import BODY_LIMIT, SmokeController
+from smoke.api.di import use_container
 from smoke.api.docs import openapi_config
 from smoke.api.errors import exception_handlers
 from smoke.api.options import EveryMethodAllowed
@@ -93,7 +93,7 @@ def create_app(container: AsyncContainer) -> Litestar:
         template_config=template_config(),
         logging_config=None,  # the entry point configures logging; unexpected errors are logged by their handler
     )
-    setup_dishka(container, app)
+    use_container(app, container)  # APP scope only: no request opens a dishka scope (smoke.api.di)
     app.asgi_handler = cast("ASGIApp", EveryMethodAllowed(app.asgi_handler, app))
     # Outermost, so unmatched routes are counted and every log line of a request carries its id.
     app.asgi_handler = cast("ASGIApp", RequestContextMiddleware(app.asgi_handler))

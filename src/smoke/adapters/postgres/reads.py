@@ -35,7 +35,7 @@ from smoke.domain.models import (
 )
 from smoke.domain.ports import Catalog, InstanceReader, UsageEventStore
 
-__all__ = ("AsyncpgCatalog", "AsyncpgInstanceReader", "AsyncpgUsageEventStore")
+__all__ = ("AsyncpgCatalog", "AsyncpgInstanceReader", "AsyncpgUsageEventStore", "nothing_to_reset")
 
 # The first branch answers whenever the row exists; the second only while the worker has not inserted it yet.
 _VIEW = (
@@ -94,6 +94,17 @@ _RESOLVE = (
     "(SELECT location FROM regions WHERE id = $2 AND retired_at IS NULL) AS location, "
     "(SELECT server_type FROM tiers WHERE id = $3 AND retired_at IS NULL) AS server_type"
 )
+
+
+async def nothing_to_reset(_connection: asyncpg.Connection) -> None:
+    """The ``reset`` of the read pool: its connections never carry session state, so none is reset.
+
+    asyncpg's default reset sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` each time
+    a connection goes back to the pool, a second round trip for every one-statement read. Nothing on this pool
+    takes an advisory lock, declares a cursor, listens or sets a session variable (the write side, where advisory
+    locks are taken, is SQLAlchemy's own engine), and asyncpg still rolls back a transaction left open before it
+    calls this.
+    """
 
 
 class AsyncpgInstanceReader(InstanceReader):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from dishka.integrations.litestar import FromDishka, inject
 from litestar import Controller, Request, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -13,6 +12,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 
 from smoke.api.auth import not_authenticated, presented_bearer_token
+from smoke.api.di import FromDishka, container_of, inject
 from smoke.api.schemas import ErrorRead, UsageEventCreate, UsageRecordedRead, ValidationErrorRead
 from smoke.domain.errors import UnknownAgentToken
 from smoke.domain.models import UsageEvent
@@ -26,7 +26,7 @@ AGENT_INSTANCE = "agent_instance_id"
 async def agent_token_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
     """Admit an agent presenting its instance's current token; remember which instance it is."""
     token = presented_bearer_token(connection)
-    recorder = await connection.state.dishka_container.get(UsageRecorder)
+    recorder = await container_of(connection.app).get(UsageRecorder)
     try:
         if not token.isascii():  # agent tokens are ASCII: anything else is no agent's token
             raise UnknownAgentToken

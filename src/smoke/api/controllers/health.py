@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dishka.integrations.litestar import FromDishka, inject
 from litestar import Response, get
 from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from smoke.api.di import FromDishka, inject
 from smoke.api.schemas import ReadinessRead
 from smoke.domain.ports import ReadinessProbe
 

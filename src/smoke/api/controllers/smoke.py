@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from dishka.integrations.litestar import FromDishka, inject
 from litestar import Controller, delete, get, post
 from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Stream
 
-from smoke.api.auth import ops_bearer_guard
+from smoke.api.auth import ops_bearer_check
+from smoke.api.di import FromDishka, inject
 from smoke.api.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     ChatCreate,
@@ -62,7 +62,7 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
 
 class SmokeController(Controller):
     path = "/internal/v1/smoke"
-    guards = [ops_bearer_guard]
+    before_request = staticmethod(ops_bearer_check)  # the guard of every smoke endpoint (a hook: see ops_bearer_check)
     request_max_body_size = BODY_LIMIT
     security = [{"BearerAuth": []}]
     tags = ["Smoke"]

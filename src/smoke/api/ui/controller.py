@@ -12,7 +12,6 @@ import time
 from typing import Annotated, Any, Final
 
 import msgspec
-from dishka.integrations.litestar import FromDishka, inject
 from litestar import Controller, Request, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.enums import RequestEncodingType
@@ -21,6 +20,7 @@ from litestar.response import Redirect, Response, Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
+from smoke.api.di import FromDishka, inject
 from smoke.api.ui.chart import region_charts
 from smoke.api.ui.rendering import STATIC
 from smoke.api.ui.session import COOKIE_NAME, is_valid, session_cookie, signed_out_cookie
