@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from smoke.adapters.agent import HttpAgentClient, agent_session
 from smoke.adapters.clock import SystemClock
 from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
+from smoke.adapters.postgres.budget import PostgresRequestBudget, bucket_key
 from smoke.adapters.postgres.reads import (
     AsyncpgCatalog,
     AsyncpgInstanceReader,
@@ -46,6 +47,7 @@ from smoke.domain.ports import (
     InstanceReader,
     JobQueue,
     ReadinessProbe,
+    RequestBudget,
     TokenIssuer,
     UsageEventStore,
     UserDataRenderer,
@@ -64,6 +66,7 @@ from smoke.domain.services import (
     ProvisionRequests,
     ReconcilePolicy,
     Reconciler,
+    ServerWatch,
     SpendGuard,
     UsageReader,
     UsageRecorder,
@@ -149,6 +152,11 @@ class PostgresProvider(Provider):
     usage = provide(AsyncpgUsageEventStore, provides=UsageEventStore)
     catalog = provide(AsyncpgCatalog, provides=Catalog)
 
+    @provide
+    def provide_request_budget(self, pool: asyncpg.Pool, settings: Settings) -> RequestBudget:
+        """The Hetzner project's bucket, one row for every worker on this database."""
+        return PostgresRequestBudget(pool, bucket_key(settings.hetzner_api_url, settings.required("HETZNER_API_TOKEN")))
+
 
 class QueueProvider(Provider):
     @provide(scope=Scope.APP)
@@ -177,9 +185,9 @@ class CloudProviders(Provider):
     scope = Scope.APP
 
     @provide
-    async def provide_cloud(self, settings: Settings) -> AsyncIterator[CloudProvider]:
+    async def provide_cloud(self, settings: Settings, budget: RequestBudget) -> AsyncIterator[CloudProvider]:
         async with hetzner_client(settings.hetzner_api_url, settings.required("HETZNER_API_TOKEN")) as client:
-            yield HetznerCloudProvider(client)
+            yield HetznerCloudProvider(client, budget=budget)
 
     @provide
     async def provide_agents(self) -> AsyncIterator[AgentClient]:
@@ -230,6 +238,7 @@ class ServiceProvider(Provider):
 
     provision_requests = provide(ProvisionRequests)
     provisioner = provide(Provisioner)
+    server_watch = provide(ServerWatch)
     deleter = provide(Deleter)
     cleaner = provide(Cleaner)
     reconciler = provide(Reconciler)

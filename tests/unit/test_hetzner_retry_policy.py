@@ -388,7 +388,7 @@ async def test_delete_polls_the_action_until_it_succeeds(adapter: Adapter, sleep
 
     assert await adapter(script, action_poll_interval=0.25).delete_server(42) is True
     assert [r.url.path for r in script.requests] == ["/v1/servers/42", "/v1/actions/7", "/v1/actions/7"]
-    assert sleeps == [0.25, 0.25]
+    assert sleeps == [0.25, 0.5]  # each wait doubles
 
 
 async def test_an_action_that_outlasts_the_timeout_is_a_transient_error(adapter: Adapter) -> None:

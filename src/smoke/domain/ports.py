@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from smoke.domain.budget import RequestKind, Spend
 from smoke.domain.models import (
     AgentBoot,
     AgentToken,
@@ -58,6 +59,7 @@ __all__ = (
     "JobQueue",
     "ProvisionLedger",
     "ReadinessProbe",
+    "RequestBudget",
     "TokenIssuer",
     "UnitOfWork",
     "UsageEventStore",
@@ -346,6 +348,22 @@ class CloudProvider(Protocol):
     @abstractmethod
     async def set_firewall_rules(self, firewall_id: int, rules: tuple[FirewallRule, ...]) -> None:
         """Replace the firewall's rules with ``rules`` (its servers follow)."""
+
+
+class RequestBudget(Protocol):
+    """The cloud project's request bucket, shared by every worker of a deployment (see :mod:`smoke.domain.budget`).
+
+    A store that cannot be reached grants every request (ticket 0) rather than stopping the cloud calls: the cloud's
+    own 429s and the adapter's backoff still apply.
+    """
+
+    @abstractmethod
+    async def spend(self, kind: RequestKind) -> Spend:
+        """Spend one request of ``kind`` if the bucket allows it now; else nothing, and how long to wait."""
+
+    @abstractmethod
+    async def correct(self, ticket: int, capacity: int, remaining: int) -> None:
+        """The answer to the request of ``ticket`` said the bucket holds ``remaining`` of ``capacity``."""
 
 
 class ChatStream(Protocol):

@@ -18,12 +18,14 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from smoke.domain.budget import BucketLevel, RequestKind, Spend
 from smoke.domain.catalog import SEEDED_CATALOG, CatalogSpec
 from smoke.domain.errors import (
     AgentStreamBroken,
@@ -74,6 +76,7 @@ from smoke.domain.ports import (
     JobQueue,
     ProvisionLedger,
     ReadinessProbe,
+    RequestBudget,
     TokenIssuer,
     UnitOfWork,
     UsageEventStore,
@@ -90,6 +93,7 @@ __all__ = (
     "FakeInstanceReader",
     "FakeJobQueue",
     "FakeReadinessProbe",
+    "FakeRequestBudget",
     "FakeTokenIssuer",
     "FakeUnitOfWork",
     "FakeUsageEventStore",
@@ -786,3 +790,23 @@ class FakeReadinessProbe(ReadinessProbe):
 
     async def unready(self) -> list[str]:
         return list(self.down)
+
+
+class FakeRequestBudget(RequestBudget):
+    """A project's request bucket in memory, on ``clock`` (UNIX seconds); ``level`` is the estimate to assert on.
+
+    ``spends`` counts the requests granted, by kind.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time, level: BucketLevel | None = None) -> None:
+        self._clock = clock
+        self.level = level or BucketLevel.full(clock())
+        self.spends: dict[RequestKind, int] = dict.fromkeys(RequestKind, 0)
+
+    async def spend(self, kind: RequestKind) -> Spend:
+        self.level, spend = self.level.spend(kind, self._clock())
+        self.spends[kind] += spend.granted
+        return spend
+
+    async def correct(self, ticket: int, capacity: int, remaining: int) -> None:
+        self.level = self.level.corrected(self._clock(), ticket, capacity, remaining)

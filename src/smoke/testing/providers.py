@@ -16,6 +16,7 @@ from smoke.domain.ports import (
     InstanceReader,
     JobQueue,
     ReadinessProbe,
+    RequestBudget,
     TokenIssuer,
     UsageEventStore,
     UserDataRenderer,
@@ -28,6 +29,7 @@ from smoke.testing.fakes import (
     FakeInstanceReader,
     FakeJobQueue,
     FakeReadinessProbe,
+    FakeRequestBudget,
     FakeTokenIssuer,
     FakeUsageEventStore,
     FakeUserDataRenderer,
@@ -55,6 +57,7 @@ class FakeAdaptersProvider(Provider):
         self.tokens = FakeTokenIssuer()
         self.readiness = FakeReadinessProbe()
         self.user_data = FakeUserDataRenderer()
+        self.budget = FakeRequestBudget(lambda: self.db.clock.now().timestamp())
 
     @provide(override=True)
     def provide_clock(self) -> Clock:
@@ -89,6 +92,10 @@ class FakeAdaptersProvider(Provider):
     def provide_agents(self) -> AgentClient:
         self._guard(self.agents.before_waiting)
         return self.agents
+
+    @provide(override=True)
+    def provide_request_budget(self) -> RequestBudget:
+        return self.budget
 
     @provide(override=True)
     def provide_tokens(self) -> TokenIssuer:

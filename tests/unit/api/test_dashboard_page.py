@@ -110,7 +110,7 @@ async def test_the_page_shows_instances_timelines_provision_times_failures_and_t
     assert 'data-region="hel1"' in page
     assert '<td class="count">1</td><td class="reason">Hetzner: resource_unavailable: cpx22 is sold out</td>' in page
     assert '<span class="big" data-live="1">1</span> of 3' in page
-    assert "+2.0 s" in page  # running, two seconds after the request
+    assert "+7.0 s" in page  # running at the third read of its server: 1, 3 and 7 s after the request (backoff)
 
 
 async def test_no_secret_is_in_the_page(

@@ -155,6 +155,7 @@ async def test_a_server_that_goes_off_fails_the_provision_and_is_deleted(
     provisioner: Provisioner, fakes: FakeAdaptersProvider
 ) -> None:
     instance_id = plant_request(fakes).instance_id
+    fakes.cloud.polls_until_running = 1  # created initializing: the job reads it
     original = fakes.cloud.get_server
 
     async def off(server_id: int) -> CloudServer | None:
@@ -287,6 +288,7 @@ async def test_a_server_that_disappears_while_provisioning_fails_it_with_that_re
     provisioner: Provisioner, fakes: FakeAdaptersProvider
 ) -> None:
     instance_id = plant_request(fakes).instance_id
+    fakes.cloud.polls_until_running = 1  # created initializing: the job reads it
     original = fakes.cloud.get_server
 
     async def vanished(server_id: int) -> CloudServer | None:
@@ -304,6 +306,7 @@ async def test_a_server_left_off_fails_with_the_reason_that_its_action_failed(
     provisioner: Provisioner, fakes: FakeAdaptersProvider
 ) -> None:
     instance_id = plant_request(fakes).instance_id
+    fakes.cloud.polls_until_running = 1  # created initializing: the job reads it
     original = fakes.cloud.get_server
 
     async def off(server_id: int) -> CloudServer | None:

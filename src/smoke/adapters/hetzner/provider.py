@@ -4,6 +4,12 @@ Every request goes through :class:`~smoke.adapters.hetzner.retry.RetryPolicy`, t
 a server by name, so a retried ``POST /servers`` whose first answer was lost (the server exists) and that now
 answers ``uniqueness_error`` raises ``CloudServerNameTaken``, which is exactly what the caller handles.
 
+Budget: every attempt is first spent from the project's :class:`~smoke.domain.ports.RequestBudget` (shared by the
+workers of a deployment): reads (``GET``) wait while the bucket is low, writes go while it holds one request; each
+answer's ``RateLimit-Limit``/``RateLimit-Remaining`` corrects it. A 429's headers are not taken as the level: the
+simulated cloud's injected 429s claim an empty bucket that is not, and a real empty bucket shows in the next answer
+that gets through. Actions are polled with backoff (1, 2, 4, 8, then every 10 s), not every half second.
+
 Secrets: the token lives only in the client's default headers. Logs (``smoke.hetzner``) carry the method, the path
 and query, the status and the retry waits; errors carry the API code and message. Neither carries headers, and no
 driver exception leaves the adapter or hangs off a raised error as its cause or context.
@@ -43,9 +49,10 @@ from smoke.adapters.hetzner.wire import (
     SetRulesRequest,
     SshKeyList,
 )
+from smoke.domain.budget import RequestKind
 from smoke.domain.errors import CloudError, CloudTransientError
 from smoke.domain.models import CloudFirewall, CloudServer, FirewallRule, ServerSpec, ServerTypeOffer
-from smoke.domain.ports import CloudProvider
+from smoke.domain.ports import CloudProvider, RequestBudget
 
 __all__ = ("HetznerCloudProvider", "hetzner_client")
 
@@ -57,6 +64,8 @@ IDEMPOTENT_RETRIES = frozenset({"unavailable"})
 IDEMPOTENT_DELETE_RETRIES = frozenset({"unavailable", "locked"})
 """A delete meets ``locked`` while another action runs on the server (its create, say): it is retried, as Terraform
 retries ``locked`` where it knows repeating is safe."""
+BUDGET_RECHECK_SECONDS = 30.0
+"""The longest a request waits for the budget before asking again (another worker's answer may have raised it)."""
 T = TypeVar("T")
 QueryParams = Mapping[str, str | int]
 
@@ -84,11 +93,14 @@ class HetznerCloudProvider(CloudProvider):
             token (see :func:`hetzner_client`).
         max_retries: retries of a retryable failure after the first attempt.
         backoff_cap: the longest wait between two attempts, in seconds (at least 1).
-        action_poll_interval: seconds between two reads of a running action.
+        action_poll_interval: seconds before the first read of a running action; each next wait doubles, up to
+            ``action_poll_cap``.
+        action_poll_cap: the longest wait between two reads of a running action.
         action_timeout: seconds to wait for an action to end, its polls and their retries included.
         sleep: how to wait (tests inject one that does not).
         rng: source of the backoff jitter.
         clock: UNIX time in seconds, to read ``RateLimit-Reset`` against.
+        budget: the project's request budget, shared with the other workers; None sends ungoverned.
     """
 
     def __init__(
@@ -97,19 +109,24 @@ class HetznerCloudProvider(CloudProvider):
         *,
         max_retries: int = 5,
         backoff_cap: float = 60.0,
-        action_poll_interval: float = 0.5,
+        action_poll_interval: float = 1.0,
+        action_poll_cap: float = 10.0,
         action_timeout: float = 300.0,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        budget: RequestBudget | None = None,
     ) -> None:
         if max_retries < 0 or backoff_cap < 1 or action_poll_interval < 0 or action_timeout <= 0:
             raise ValueError("max_retries >= 0, backoff_cap >= 1, action_poll_interval >= 0, action_timeout > 0")
         self._client = client
-        self._retry = RetryPolicy(max_retries, backoff_cap, rng or random.Random(), clock)
+        self._rng = rng or random.Random()
+        self._retry = RetryPolicy(max_retries, backoff_cap, self._rng, clock)
         self._action_poll_interval = action_poll_interval
+        self._action_poll_cap = max(action_poll_cap, action_poll_interval)
         self._action_timeout = action_timeout
         self._sleep = sleep
+        self._budget = budget
 
     async def create_server(self, spec: ServerSpec) -> CloudServer:
         """``POST /servers``; returns on the 201 without waiting for the create and start actions."""
@@ -225,10 +242,12 @@ class HetznerCloudProvider(CloudProvider):
 
     async def _wait_for(self, action: ActionJson) -> None:
         """Poll ``action`` until it ends; raise if it failed or outlasted ``action_timeout``."""
+        interval = self._action_poll_interval
         try:
             async with asyncio.timeout(self._action_timeout):
                 while action.status == "running":
-                    await self._sleep(self._action_poll_interval)
+                    await self._sleep(interval)
+                    interval = min(interval * 2, self._action_poll_cap)
                     action = _decode(await self._send("GET", f"/actions/{action.id}"), ActionEnvelope).action
         except TimeoutError:
             message = f"action {action.id} still running after {self._action_timeout:g} s"
@@ -283,6 +302,7 @@ class HetznerCloudProvider(CloudProvider):
         """
         headers = {"Content-Type": "application/json"} if body is not None else None
         request = self._client.build_request(method, path, params=params, content=body, headers=headers)
+        ticket = await self._spend(RequestKind.READ if method == "GET" else RequestKind.WRITE, method, target)
         started = time.perf_counter()
         try:
             response = await self._client.send(request)
@@ -291,9 +311,32 @@ class HetznerCloudProvider(CloudProvider):
         else:
             elapsed_ms = (time.perf_counter() - started) * 1000
             logger.debug("Hetzner %s %s -> %d (%.0f ms)", method, target, response.status_code, elapsed_ms)
-            return response if response.is_success else response_failure(response)
+            outcome = response if response.is_success else response_failure(response)
+            if not isinstance(outcome, Failure) or outcome.code != "rate_limit_exceeded":
+                await self._correct(ticket, response)
+            return outcome
         logger.debug("Hetzner %s %s -> no answer (%s)", method, target, failure.message)
         return failure
+
+    async def _spend(self, kind: RequestKind, method: str, target: str) -> int:
+        """Wait until the budget grants a request of ``kind``; its ticket (0 ungoverned)."""
+        if self._budget is None:
+            return 0
+        while not (spend := await self._budget.spend(kind)).granted:
+            wait = min(spend.wait, BUDGET_RECHECK_SECONDS) * self._rng.uniform(1.0, 1.25)
+            logger.debug("Hetzner %s %s waits %.1f s for the request budget", method, target, wait)
+            await self._sleep(wait)
+        return spend.ticket
+
+    async def _correct(self, ticket: int, response: httpx.Response) -> None:
+        if self._budget is None:
+            return
+        try:
+            capacity = int(response.headers["RateLimit-Limit"])
+            remaining = int(response.headers["RateLimit-Remaining"])
+        except (KeyError, ValueError):
+            return
+        await self._budget.correct(ticket, capacity, remaining)
 
 
 def _decode(response: httpx.Response, type_: type[T]) -> T:

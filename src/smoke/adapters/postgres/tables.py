@@ -8,12 +8,24 @@ from uuid import UUID
 
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import GUID, DateTimeUTC
-from sqlalchemy import BigInteger, ForeignKey, Identity, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    Double,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 __all__ = (
     "AgentCredentialRow",
+    "CloudRequestBudgetRow",
     "CustomerRow",
     "InstanceRow",
     "InstanceStatusHistoryRow",
@@ -169,3 +181,15 @@ class LlmUsageEventRow(DefaultBase):
 
 
 metadata = DefaultBase.metadata
+
+
+class CloudRequestBudgetRow(DefaultBase):
+    """The estimate of a cloud project's request bucket (smoke.domain.budget), one row per API URL and token."""
+
+    __tablename__ = "cloud_request_budgets"
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capacity: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[float] = mapped_column(Double)
+    level_at: Mapped[float] = mapped_column(Double)
+    """UNIX seconds of the database's clock, shared by every worker."""
+    spent: Mapped[int] = mapped_column(BigInteger)

@@ -7,7 +7,7 @@ from smoke.domain.services.dashboard import Dashboard, Overview
 from smoke.domain.services.deleter import Deleter
 from smoke.domain.services.firewall import AgentFirewall, FirewallPolicy
 from smoke.domain.services.lookup import InstanceLookup
-from smoke.domain.services.provisioner import Provisioner, ProvisionPolicy
+from smoke.domain.services.provisioner import Provisioner, ProvisionPolicy, ServerWatch
 from smoke.domain.services.reconciler import ReconcilePolicy, Reconciler, ReconcileReport
 from smoke.domain.services.requests import ProvisionRequests, SpendGuard
 from smoke.domain.services.usage_reader import UsageReader
@@ -30,6 +30,7 @@ __all__ = (
     "ReconcilePolicy",
     "ReconcileReport",
     "Reconciler",
+    "ServerWatch",
     "SpendGuard",
     "UsageReader",
     "UsageRecorder",

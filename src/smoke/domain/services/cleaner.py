@@ -14,10 +14,14 @@ __all__ = ("Cleaner", "delete_servers_of")
 
 
 async def delete_servers_of(cloud: CloudProvider, instance: Instance) -> int:
-    """Delete every server of the instance: the recorded one and any labelled for it. Returns how many existed."""
+    """Delete every server of the instance: the recorded one, else any labelled for it. Returns how many existed.
+
+    An instance has at most one server, since server names are unique in a project and each is named for its
+    instance: when the recorded one existed there is nothing to look up.
+    """
+    if instance.provider_server_id is not None and await cloud.delete_server(instance.provider_server_id):
+        return 1
     servers = {server.id for server in await cloud.find_servers(instance.selector())}
-    if instance.provider_server_id is not None:
-        servers.add(instance.provider_server_id)
     return sum([await cloud.delete_server(server_id) for server_id in sorted(servers)])
 
 

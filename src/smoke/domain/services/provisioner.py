@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from smoke.domain.agent_config import AgentUrls
 from smoke.domain.errors import CloudError, CloudServerNameTaken, CloudTransientError
-from smoke.domain.models import AgentBoot, CloudServer, CustomerScope, Instance, InstanceStatus, ServerSpec
+from smoke.domain.models import (
+    CUSTOMER_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    AgentBoot,
+    CloudServer,
+    CustomerScope,
+    Instance,
+    InstanceStatus,
+    ServerSpec,
+)
 from smoke.domain.ports import (
     AgentClient,
     Catalog,
@@ -23,7 +34,7 @@ from smoke.domain.services.cleaner import delete_servers_of
 from smoke.domain.services.firewall import AgentFirewall
 from smoke.domain.services.notes import note
 
-__all__ = ("ProvisionPolicy", "Provisioner")
+__all__ = ("ProvisionPolicy", "Provisioner", "ServerWatch")
 
 logger = logging.getLogger("smoke.provisioning")
 
@@ -38,7 +49,52 @@ class ProvisionPolicy:
     usage_url: str
     """Where agents report their LLM usage (``PUBLIC_URL`` + the usage path)."""
     poll_seconds: float = 1.0
+    """How often the job asks the agent, and the first wait before it reads its server."""
+    poll_cap_seconds: float = 8.0
+    """The longest wait between two reads of the server: each wait doubles from ``poll_seconds`` up to this."""
     ssh_keys: tuple[str, ...] = ()
+
+
+@dataclass(slots=True, kw_only=True)
+class ServerWatch:
+    """A server's state for a polling job, at the cost of one request for all the jobs of this process that poll.
+
+    A job polling alone reads its server by id. While others polled lately (within two of the longest waits between
+    a job's reads), a poll lists the customer's servers instead (one request per 50 servers), and every poll within
+    ``poll_seconds`` of that listing is answered from it. A server missing from a listing is read by id: it may
+    have been created after the listing was taken.
+    """
+
+    scope: CustomerScope
+    policy: ProvisionPolicy
+    cloud: CloudProvider
+    clock: Clock
+    _listing: dict[int, CloudServer] = field(default_factory=dict, init=False)
+    _listed_at: datetime | None = field(default=None, init=False)
+    _polled: dict[int, datetime] = field(default_factory=dict, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    async def server(self, server_id: int) -> CloudServer | None:
+        """The server as the cloud has it now (or ``poll_seconds`` ago), or None if it does not exist."""
+        if not self._in_company(server_id):
+            return await self.cloud.get_server(server_id)
+        async with self._lock:
+            fresh_for = timedelta(seconds=self.policy.poll_seconds)
+            if self._listed_at is None or self.clock.now() - self._listed_at > fresh_for:
+                labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, CUSTOMER_LABEL: str(self.scope.customer_id)}
+                listing = await self.cloud.find_servers(labels)
+                self._listing = {server.id: server for server in listing}
+                self._listed_at = self.clock.now()
+            listed = self._listing.get(server_id)
+        return listed if listed is not None else await self.cloud.get_server(server_id)
+
+    def _in_company(self, server_id: int) -> bool:
+        """Note the poll; whether another server was polled lately."""
+        now = self.clock.now()
+        since = now - timedelta(seconds=2 * self.policy.poll_cap_seconds)
+        self._polled = {polled: at for polled, at in self._polled.items() if at >= since}
+        self._polled[server_id] = now
+        return len(self._polled) > 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +105,10 @@ class Provisioner:
     up by label before creating one, adopts the server of its name on a name clash, and whoever sees the instance
     soft-deleted after a server exists deletes that server. No unit of work is held while it talks to the cloud or
     the agent, or while it waits.
+
+    Requests to the cloud (a project's budget is 3600 an hour): a label lookup, the create, then reads of the
+    server with backoff until it is ``running`` (shared with the other jobs of the process: ``ServerWatch``), and
+    none after: from then on only the agent is asked.
     """
 
     scope: CustomerScope
@@ -61,6 +121,7 @@ class Provisioner:
     tokens: TokenIssuer
     user_data: UserDataRenderer
     firewall: AgentFirewall
+    watch: ServerWatch
     clock: Clock
 
     async def provision(self, instance_id: UUID) -> InstanceStatus | None:
@@ -82,8 +143,15 @@ class Provisioner:
             if recorded is None:
                 return InstanceStatus.DELETING
             instance = recorded
+            started = server.is_running
+            wait = self.policy.poll_seconds
+            next_read = self.clock.now() + timedelta(seconds=wait)
             while self.clock.now() < deadline:
-                if await self._is_up(instance):
+                if not started and self.clock.now() >= next_read:
+                    started = await self._has_started(instance)
+                    wait = min(2 * wait, self.policy.poll_cap_seconds)
+                    next_read = self.clock.now() + timedelta(seconds=wait)
+                if started and await self.agents.is_healthy(self.agent_urls.base_url(instance)):
                     return await self._mark_running(instance_id)
                 await self.clock.sleep(self.policy.poll_seconds)
                 current = await self._current(instance.id)
@@ -181,16 +249,15 @@ class Provisioner:
         await self.cloud.delete_server(server.id)
         return None
 
-    async def _is_up(self, instance: Instance) -> bool:
+    async def _has_started(self, instance: Instance) -> bool:
+        """Whether the server is ``running``; raise if it is gone or off (it will not come up by itself)."""
         assert instance.provider_server_id is not None
-        server = await self.cloud.get_server(instance.provider_server_id)
+        server = await self.watch.server(instance.provider_server_id)
         if server is None:
             raise CloudError("not_found", "the server disappeared while provisioning")
-        if server.status == "off":  # its create or start action failed: it will not come up by itself
+        if server.status == "off":  # its create or start action failed
             raise CloudError("action_failed", "the server is off: its create or start action failed")
-        if not server.is_running:
-            return False
-        return await self.agents.is_healthy(self.agent_urls.base_url(instance))
+        return server.is_running
 
     async def _mark_running(self, instance_id: UUID) -> InstanceStatus:
         async with self.database.begin() as uow:
