@@ -1,9 +1,12 @@
-"""Run smoke's benchmarks: ``uv run --group bench python benchmarks/run.py {all,read,chat,usage,provision}``.
+"""Run smoke's benchmarks: ``uv run --group bench python benchmarks/run.py {all,read,chat,usage,provision,...}``.
+
+The subcommands: ``all``, ``read``, ``chat``, ``usage``, ``provision``, ``hetzner_budget``.
 
 Each subcommand creates its own database(s) on the local PostgreSQL (``BENCH_PG_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/postgres``), starts the servers it measures as subprocesses, prints a
 Markdown table and writes the raw figures to ``benchmarks/results/<name>.json``; then it stops what it started
-and drops its databases. ``provision`` also measures the footprint (figure 5) of the API and worker it drove.
+and drops its databases. ``provision`` also measures the footprint (figure 5) of the API and worker it drove;
+``hetzner_budget`` counts the Hetzner requests of a cycle and of 30 provisions on a 300-request bucket.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uvloop
 
-from benchmarks import bench_chat, bench_provision, bench_read, bench_usage
+from benchmarks import bench_chat, bench_hetzner_budget, bench_provision, bench_read, bench_usage
 from benchmarks.harness import code_version, log, machine, service_versions, utc_now, write_result
 
 
@@ -43,6 +46,9 @@ async def _one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     elif name == "provision":
         raw = await bench_provision.run(rounds=args.provision_rounds, count=args.provisions)
         text, summary = bench_provision.summarize(raw)
+    elif name == "hetzner_budget":
+        raw = await bench_hetzner_budget.run()
+        text, summary = bench_hetzner_budget.summarize(raw)
     else:
         raise ValueError(name)
     elapsed = round(time.monotonic() - started, 1)
@@ -54,14 +60,14 @@ async def _one(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("benchmark", choices=["all", "read", "chat", "usage", "provision"])
+    parser.add_argument("benchmark", choices=["all", "read", "chat", "usage", "provision", "hetzner_budget"])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--seconds", type=int, default=6, help="read path: seconds of each measured wrk run")
     parser.add_argument("--chat-runs", type=int, default=40, help="chat: runs per target (default 40)")
     parser.add_argument("--provisions", type=int, default=200, help="provision: provisions per run (default 200)")
     parser.add_argument("--provision-rounds", type=int, default=2, help="provision: rounds (default 2)")
     args = parser.parse_args(argv)
-    names = ["read", "chat", "usage", "provision"] if args.benchmark == "all" else [args.benchmark]
+    names = ["read", "chat", "usage", "provision", "hetzner_budget"] if args.benchmark == "all" else [args.benchmark]
     for name in names:
         log(f"--- {name}")
         await _one(name, args)

@@ -1,4 +1,4 @@
-"""The Hetzner adapter's retry policy, on ``httpx.MockTransport``: no network, no real waiting."""
+"""The Hetzner adapter's retry policy and request budget, on ``httpx.MockTransport``: no network, no real waiting."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import httpx
 import pytest
 
 from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
+from smoke.domain.budget import BucketLevel, RequestKind
 from smoke.domain.errors import CloudError, CloudServerNameTaken, CloudTransientError
 from smoke.domain.models import ServerSpec
+from smoke.domain.ports import RequestBudget
+from smoke.testing import FakeRequestBudget
 
 TOKEN = "hz-secret-token-4f1c9e0b7a2d"
 API_URL = "https://api.hetzner.test/v1"
@@ -89,10 +92,12 @@ class Options(TypedDict, total=False):
     max_retries: int
     backoff_cap: float
     action_poll_interval: float
+    action_poll_cap: float
     action_timeout: float
     sleep: Callable[[float], Awaitable[object]]
     rng: random.Random
     clock: Callable[[], float]
+    budget: RequestBudget | None
 
 
 class Adapter(Protocol):
@@ -413,3 +418,79 @@ async def test_hetzner_client_targets_the_api_url_with_the_bearer_token() -> Non
         assert client.headers["Authorization"] == f"Bearer {TOKEN}"
         assert client.timeout.read == 12.0
         assert TOKEN not in repr(client.headers)
+
+
+# --- the request budget: every request spent from it first, every answer's RateLimit-* headers correct it --------
+
+READ, WRITE = RequestKind.READ, RequestKind.WRITE
+
+
+def with_bucket(remaining: int, capacity: int = 300, status: int = 200, **body: object) -> Script:
+    headers = {"RateLimit-Limit": str(capacity), "RateLimit-Remaining": str(remaining), "RateLimit-Reset": "0"}
+    return Script(lambda _request: httpx.Response(status, json=body or {"server": SERVER}, headers=headers))
+
+
+async def test_gets_are_spent_as_reads_and_the_rest_as_writes(adapter: Adapter) -> None:
+    budget = FakeRequestBudget(lambda: NOW)
+    listing = {"servers": [SERVER], "meta": {"pagination": {"next_page": None}}}
+    script = Script(
+        lambda _r: httpx.Response(200, json={"server": SERVER}),
+        lambda _r: httpx.Response(200, json=listing),
+        lambda _r: httpx.Response(201, json={"server": SERVER}),
+    )
+    cloud = adapter(script, budget=budget)
+
+    await cloud.get_server(42)
+    await cloud.find_servers({"managed-by": "smoke"})
+    await cloud.create_server(SPEC)
+
+    assert budget.spends == {READ: 2, WRITE: 1}
+
+
+async def test_an_answer_reporting_a_low_bucket_makes_the_next_read_wait_for_the_refill(
+    adapter: Adapter, sleeps: Sleeps
+) -> None:
+    now = [NOW]
+    budget = FakeRequestBudget(lambda: now[0])
+    script = with_bucket(remaining=20)
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    cloud = adapter(script, budget=budget, sleep=sleep)
+    await cloud.get_server(42)
+    await cloud.get_server(42)
+
+    assert budget.level.capacity == 300
+    assert len(script.requests) == 2
+    assert sum(sleeps) >= (31 - 20) * 12  # waited until the bucket held the writes' reserve again
+
+
+async def test_a_429s_empty_bucket_headers_are_not_taken_as_the_level(adapter: Adapter, sleeps: Sleeps) -> None:
+    budget = FakeRequestBudget(lambda: NOW)
+    empty = {"RateLimit-Limit": "3600", "RateLimit-Remaining": "0", "RateLimit-Reset": str(int(NOW) + 3600)}
+    script = Script(api_error(429, "rate_limit_exceeded", empty), *with_bucket(3500, capacity=3600).steps)
+
+    await adapter(script, budget=budget).get_server(42)
+
+    assert budget.level.tokens >= 3499  # the 429 was retried after its backoff; the answer after it set the level
+    assert len(sleeps) == 1
+
+
+async def test_action_polls_back_off_up_to_their_cap(adapter: Adapter, sleeps: Sleeps) -> None:
+    script = Script(*[action("running")] * 7, action("success"))
+
+    await adapter(script, action_poll_interval=1.0, action_poll_cap=10.0).delete_server(42)
+
+    assert sleeps == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+
+
+async def test_without_a_budget_requests_go_ungoverned(adapter: Adapter, sleeps: Sleeps) -> None:
+    await adapter(with_bucket(remaining=0), budget=None).get_server(42)
+
+    assert sleeps == []
+
+
+def test_the_fake_starts_full_at_hetzners_default() -> None:
+    assert FakeRequestBudget(lambda: NOW).level == BucketLevel.full(NOW)

@@ -81,10 +81,13 @@ class BucketLevel:
         return self.capacity / SECONDS_PER_HOUR
 
     def floor(self, kind: RequestKind) -> float:
-        """Requests the bucket must hold for ``kind`` to go: 1 for a write, 1 + the writes' reserve for a read."""
+        """Requests the bucket must hold for ``kind`` to go: 1 for a write, 1 + the writes' reserve for a read.
+
+        The reserve is a tenth of the bucket, at most 30.
+        """
         if kind is RequestKind.WRITE:
             return 1.0
-        return 1.0 + min(READ_RESERVE_MAX, max(1, int(self.capacity * READ_RESERVE_SHARE)))
+        return 1.0 + min(READ_RESERVE_MAX, int(self.capacity * READ_RESERVE_SHARE))
 
     def refilled(self, now: float) -> BucketLevel:
         """The level at ``now`` (a clock that went back refills nothing)."""

@@ -592,6 +592,8 @@ class FakeJobQueue(JobQueue):
 class FakeCloudProvider(CloudProvider):
     """Servers in memory. A new server is ``running`` after ``polls_until_running`` reads of it.
 
+    A listing is a read of every server it reports.
+
     ``fail_next(method, error)`` makes the next call of that method raise ``error``; ``lose_next_create_answer()``
     makes the next create succeed at the provider and raise ``CloudTransientError`` at the caller, as a create
     whose answer was lost does. Every call refuses to run inside a unit of work (see the module docstring).
@@ -651,17 +653,13 @@ class FakeCloudProvider(CloudProvider):
 
     async def get_server(self, server_id: int) -> CloudServer | None:
         self._called("get_server")
-        server = self.servers.get(server_id)
-        if server is None:
-            return None
-        self._polls[server_id] = polls = self._polls.get(server_id, 0) + 1
-        if polls >= self.polls_until_running and server.status == "initializing":
-            server = self.servers[server_id] = dataclasses.replace(server, status="running")
-        return server
+        return self._read(server_id)
 
     async def find_servers(self, labels: Mapping[str, str]) -> list[CloudServer]:
+        """Every server carrying ``labels``; a listing is a read of each server it reports."""
         self._called("find_servers")
-        return [s for s in self.servers.values() if labels.items() <= s.labels.items()]
+        listed = [s.id for s in self.servers.values() if labels.items() <= s.labels.items()]
+        return [server for server_id in listed if (server := self._read(server_id)) is not None]
 
     async def find_server_by_name(self, name: str) -> CloudServer | None:
         self._called("find_server_by_name")
@@ -707,6 +705,16 @@ class FakeCloudProvider(CloudProvider):
     async def set_firewall_rules(self, firewall_id: int, rules: tuple[FirewallRule, ...]) -> None:
         self._called("set_firewall_rules")
         self.firewalls[firewall_id] = dataclasses.replace(self.firewalls[firewall_id], rules=rules)
+
+    def _read(self, server_id: int) -> CloudServer | None:
+        """The server as a read reports it: ``running`` from its ``polls_until_running``-th read on."""
+        server = self.servers.get(server_id)
+        if server is None:
+            return None
+        self._polls[server_id] = polls = self._polls.get(server_id, 0) + 1
+        if polls >= self.polls_until_running and server.status == "initializing":
+            server = self.servers[server_id] = dataclasses.replace(server, status="running")
+        return server
 
     def _called(self, method: str) -> None:
         for check in self.before_waiting:

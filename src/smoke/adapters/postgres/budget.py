@@ -30,7 +30,7 @@ FROM cloud_request_budgets WHERE bucket = $1 FOR UPDATE
 """
 _CREATE = """
 INSERT INTO cloud_request_budgets (bucket, capacity, tokens, level_at, spent)
-VALUES ($1, $2, $2, extract(epoch FROM clock_timestamp()), 0)
+VALUES ($1, $2::int, $2::int, extract(epoch FROM clock_timestamp()), 0)
 ON CONFLICT (bucket) DO NOTHING
 """
 _STORE = "UPDATE cloud_request_budgets SET capacity = $2, tokens = $3, level_at = $4, spent = $5 WHERE bucket = $1"
