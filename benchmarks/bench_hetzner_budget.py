@@ -64,7 +64,8 @@ from benchmarks.harness import (
     table,
 )
 
-CYCLES = 3
+CYCLES = 2
+"""Two, to keep ``run.py all`` under 15 minutes (each smoke cycle waits out a realistic boot, about 50 s)."""
 CONCURRENT = 30
 LOW_RATE_LIMIT = 300
 GOAL_PER_CYCLE = 25
@@ -236,8 +237,18 @@ async def smoke_stack(
     env = smoke_env(url, token, PUBLIC_URL=api.url, LOG_LEVEL="INFO", **cloud_env(proxy, sim))
     argv = smoke_argv("worker", "--concurrency", str(concurrency), "--metrics-port", "0")
     worker = await stack.serve(Server(f"smoke-worker-c{concurrency}", argv, env))
-    await asyncio.sleep(2)  # the worker connects to the queue
+    # The worker checks the account (the catalog: a request per location, server type and image) before it logs
+    # that it started: those requests are its start's, not a cycle's.
+    await wait_for_log(worker, "worker started on queue", 60.0)
     return api, worker
+
+
+async def wait_for_log(server: Server, needle: str, timeout: float) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while count_in_log(server, needle) < 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name} did not log {needle!r} in {timeout} s:\n{server.tail()}")
+        await asyncio.sleep(0.1)
 
 
 async def sim_requests(sim: Server) -> dict[str, int]:
@@ -250,6 +261,11 @@ async def sim_agent_requests(sim: Server) -> int:
     async with httpx.AsyncClient(base_url=sim.url or "", timeout=10) as client:
         state = (await client.get("/_sim/state")).json()
     return sum(n for route, n in state["requests"].items() if " /agents" in route)
+
+
+async def servers_left(sim: Server) -> int:
+    async with httpx.AsyncClient(base_url=sim.url or "", timeout=10) as client:
+        return len((await client.get("/_sim/state")).json()["servers"])
 
 
 async def sim_reset(sim: Server) -> None:
@@ -447,6 +463,7 @@ async def smoke_concurrent(
         await db.close()
     hits = [h for h in proxy.since(mark) if h.client == "smoke"]
     before_get = await sim_requests(sim)
+    left = await servers_left(sim)
     bucket = await bucket_now(sim)
     times = sorted(float(r["at"]) - started for r in history)
     return {
@@ -460,6 +477,8 @@ async def smoke_concurrent(
         "total_s": round(all_deleted - started, 1),
         "hetzner": tally(hits),
         "hetzner_until_all_running": at_running,
+        "hetzner_deleting": tally([h for h in hits if h.at >= deleting]),
+        "servers_left_on_the_cloud": left,
         "requests_per_cycle": round(len(hits) / CONCURRENT, 2),
         "simulator_count": before_get,
         "bucket_after": bucket,
@@ -485,6 +504,12 @@ async def _wait_all(
         await asyncio.sleep(0.25)
 
 
+def _error_code(error: str) -> str:
+    """``APIException: <message> (<code>, <correlation id>)`` -> ``APIException <code>``."""
+    match = re.search(r"\((\w+), [0-9a-f]+\)", error)
+    return f"{error.split(':', 1)[0]} {match.group(1)}" if match else error[:120]
+
+
 async def baseline_concurrent(proxy: CountingProxy, sim: Server) -> dict[str, Any]:
     mark = proxy.mark()
     wall_start, started = time.time(), time.monotonic()
@@ -503,13 +528,15 @@ async def baseline_concurrent(proxy: CountingProxy, sim: Server) -> dict[str, An
     results = [f.result() for f in done]
     hits = [h for h in proxy.since(mark) if h.client == "hcloud"]
     before_get = await sim_requests(sim)
+    left = await servers_left(sim)
     bucket = await bucket_now(sim)
     running = sorted(r["provision_to_running_s"] for r in results if "provision_to_running_s" in r)
     return {
         "threads": CONCURRENT,
         "completed_cycles": sum(r["ok"] for r in results),
         "reached_running": len(running),
-        "failed": dict(Counter(f"{r['step']}: {r.get('error', '')[:90]}" for r in results if not r["ok"])),
+        "failed": dict(Counter(f"{r['step']}: {_error_code(r.get('error', ''))}" for r in results if not r["ok"])),
+        "servers_left_on_the_cloud": left,
         "still_running_at_deadline": len(pending),
         "all_running_s": running[-1] if len(running) == CONCURRENT else None,
         "last_running_s": running[-1] if running else None,
@@ -550,6 +577,7 @@ async def run() -> dict[str, Any]:
         base_proxy = await stack.enter_async_context(CountingProxy(base_sim.url or "").serving())
         api, _worker = await smoke_stack(stack, url, token, proxy, sim, concurrency=10)
         out["smoke_startup_requests"] = tally(proxy.hits)
+        phase_mark, phase_started = proxy.mark(), time.monotonic()
         smoke_cycles, base_cycles = [], []
         for n in range(CYCLES):
             smoke = await smoke_cycle(api, token, proxy, sim)
@@ -566,12 +594,17 @@ async def run() -> dict[str, Any]:
                 f"ok={base['ok']} {base['hetzner']['by_purpose']} {base.get('error', '')}"
             )
         out["smoke_cycles"], out["hcloud_cycles"] = smoke_cycles, base_cycles
+        # Between smoke's cycles (while hcloud's ran) its worker still spent its reconcile cron's listing.
+        out["smoke_whole_phase"] = tally(proxy.since(phase_mark)) | {
+            "seconds": round(time.monotonic() - phase_started, 1)
+        }
         out["smoke_cycles_budget_row"] = await budget_rows(url)
     # 3: 30 at once on a 300-request bucket.
     async with bench_database("budget_concurrent") as url, Stack() as stack:
         sim = await stack.serve(simulator(LOW_RATE_LIMIT))
         proxy = await stack.enter_async_context(CountingProxy(sim.url or "").serving())
         api, worker = await smoke_stack(stack, url, token, proxy, sim, concurrency=CONCURRENT)
+        out["smoke_concurrent_startup_requests"] = tally(proxy.hits)
         result = await smoke_concurrent(api, worker, url, token, proxy, sim)
         out["smoke_concurrent"] = result
         log(
@@ -634,7 +667,7 @@ def summarize(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             sc["hetzner"]["requests"],
             sc["requests_per_cycle"],
             sc["hetzner"]["status_429"],
-            f"{sc['statuses_at_end_of_wait']}",
+            f"{sc['statuses_at_end_of_wait']}, {sc['servers_left_on_the_cloud']} servers left",
             sc["all_running_s"],
             sc["total_s"],
             sc["hetzner"]["min_remaining"],
@@ -645,7 +678,8 @@ def summarize(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             bc["hetzner"]["requests"],
             round(bc["hetzner"]["requests"] / CONCURRENT, 2),
             bc["hetzner"]["status_429"],
-            f"{bc['completed_cycles']} cycles done, {bc['reached_running']} reached running",
+            f"{bc['completed_cycles']} cycles done, {bc['reached_running']} reached running, "
+            f"{bc['servers_left_on_the_cloud']} servers left",
             bc["all_running_s"] if bc["all_running_s"] is not None else f"- (last {bc['last_running_s']})",
             bc["elapsed_s"],
             bc["hetzner"]["min_remaining"],
@@ -666,7 +700,17 @@ def summarize(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         ],
         conc_rows,
     )
+    startup, whole = raw["smoke_startup_requests"], raw["smoke_whole_phase"]
+    text += (
+        f"\n\nsmoke worker start (preflight, before any cycle): {startup['requests']} requests "
+        f"{startup['by_route']}; at the 30-at-once start: {raw['smoke_concurrent_startup_requests']['requests']}. "
+        f"smoke over the whole cycles phase ({whole['seconds']} s, hcloud's cycles in between): {whole['requests']} "
+        f"requests {whole['by_purpose']}. 30 at once, smoke: {sc['hetzner_until_all_running']['requests']} until all "
+        f"running, {sc['hetzner_deleting']['requests']} deleting; governor's estimate after: "
+        f"{sc['governor_estimate_after']}."
+    )
     summary = {
+        "smoke_startup_requests": startup["requests"],
         "smoke_requests_per_cycle": [s["hetzner"]["requests"] for s in smoke],
         "smoke_requests_per_cycle_without_reconcile": [s["requests_without_reconcile"] for s in smoke],
         "hcloud_requests_per_cycle": [b["hetzner"]["requests"] for b in base],

@@ -21,6 +21,7 @@ from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from smoke.adapters.agent import HttpAgentClient, agent_session
+from smoke.adapters.budget import ProcessRequestBudget
 from smoke.adapters.clock import SystemClock
 from smoke.adapters.hetzner import HetznerCloudProvider, hetzner_client
 from smoke.adapters.postgres.budget import PostgresRequestBudget, bucket_key
@@ -153,9 +154,12 @@ class PostgresProvider(Provider):
     catalog = provide(AsyncpgCatalog, provides=Catalog)
 
     @provide
-    def provide_request_budget(self, pool: asyncpg.Pool, settings: Settings) -> RequestBudget:
-        """The Hetzner project's bucket, one row for every worker on this database."""
-        return PostgresRequestBudget(pool, bucket_key(settings.hetzner_api_url, settings.required("HETZNER_API_TOKEN")))
+    async def provide_request_budget(self, settings: Settings, container: AsyncContainer) -> RequestBudget:
+        """The Hetzner project's bucket: one row for every worker on the database; in memory for a command without."""
+        if settings.database_url is None:
+            return ProcessRequestBudget()
+        bucket = bucket_key(settings.hetzner_api_url, settings.required("HETZNER_API_TOKEN"))
+        return PostgresRequestBudget(await container.get(asyncpg.Pool), bucket)
 
 
 class QueueProvider(Provider):

@@ -70,7 +70,7 @@ class Settings:
     provision_timeout_seconds: int = 600
     """``PROVISION_TIMEOUT_SECONDS``: a provision not running by then fails and its server is deleted."""
     provision_poll_seconds: float = 2.0
-    """``PROVISION_POLL_SECONDS``: how often a provision job reads its server (mind Hetzner's 3600 requests/hour)."""
+    """``PROVISION_POLL_SECONDS``: how often a provision job asks its agent; its first wait to read its server."""
     job_heartbeat_seconds: int = 30
     """``JOB_HEARTBEAT_SECONDS``: a job silent this long is taken for dead and retried."""
     queue_sweep_seconds: int = 10

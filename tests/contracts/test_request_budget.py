@@ -1,4 +1,4 @@
-"""The ``RequestBudget`` port: the in-memory fake and the PostgreSQL row every worker shares pass one suite."""
+"""The ``RequestBudget`` port: the fake, the in-process one and the PostgreSQL row every worker shares: one suite."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uuid
 import asyncpg
 import pytest
 
+from smoke.adapters.budget import ProcessRequestBudget
 from smoke.adapters.postgres.budget import PostgresRequestBudget, bucket_key
 from smoke.domain.budget import RequestKind
 from smoke.domain.ports import RequestBudget
@@ -17,10 +18,12 @@ from smoke.testing import FakeRequestBudget
 READ, WRITE = RequestKind.READ, RequestKind.WRITE
 
 
-@pytest.fixture(params=["fake", "postgres"])
+@pytest.fixture(params=["fake", "process", "postgres"])
 def budget(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> RequestBudget:
     if request.param == "fake":
         return FakeRequestBudget()
+    if request.param == "process":
+        return ProcessRequestBudget()
     return PostgresRequestBudget(pool, bucket_key(f"http://test/{uuid.uuid4()}", "token"))
 
 
