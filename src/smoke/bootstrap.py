@@ -74,7 +74,7 @@ from smoke.domain.services import (
 )
 from smoke.settings import Settings
 
-__all__ = ("make_container",)
+__all__ = ("ProcessBudgetProvider", "make_container")
 
 STRICT_VALIDATION = ValidationSettings(nothing_overridden=True, implicit_override=True, nothing_decorated=True)
 
@@ -95,6 +95,15 @@ def make_container(settings: Settings, *overrides: BaseProvider) -> AsyncContain
         context={Settings: settings},
         validation_settings=STRICT_VALIDATION,
     )
+
+
+class ProcessBudgetProvider(Provider):
+    """For a command that talks to the cloud alone and has no database (``smoke catalog check``): the request
+    budget in this process's memory."""
+
+    @provide(scope=Scope.APP, override=True)
+    def provide_request_budget(self) -> RequestBudget:
+        return ProcessRequestBudget()
 
 
 class CoreProvider(Provider):
@@ -154,12 +163,9 @@ class PostgresProvider(Provider):
     catalog = provide(AsyncpgCatalog, provides=Catalog)
 
     @provide
-    async def provide_request_budget(self, settings: Settings, container: AsyncContainer) -> RequestBudget:
-        """The Hetzner project's bucket: one row for every worker on the database; in memory for a command without."""
-        if settings.database_url is None:
-            return ProcessRequestBudget()
-        bucket = bucket_key(settings.hetzner_api_url, settings.required("HETZNER_API_TOKEN"))
-        return PostgresRequestBudget(await container.get(asyncpg.Pool), bucket)
+    def provide_request_budget(self, pool: asyncpg.Pool, settings: Settings) -> RequestBudget:
+        """The Hetzner project's bucket, one row for every worker on this database."""
+        return PostgresRequestBudget(pool, bucket_key(settings.hetzner_api_url, settings.required("HETZNER_API_TOKEN")))
 
 
 class QueueProvider(Provider):

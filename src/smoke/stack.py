@@ -29,7 +29,7 @@ from rich.console import Console
 from smoke.adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from smoke.adapters.postgres.migrate import migrate, seed
 from smoke.api import create_app
-from smoke.bootstrap import make_container
+from smoke.bootstrap import ProcessBudgetProvider, make_container
 from smoke.check import CheckOptions, CheckReport, ConsoleProgress, SmokeCheck
 from smoke.domain.errors import StorageUnavailable
 from smoke.preflight import catalog_problems as _catalog_problems
@@ -106,7 +106,8 @@ def catalog_problems(settings: Settings) -> list[str]:
     token)."""
 
     async def ask() -> list[str]:
-        container = make_container(settings)
+        overrides = () if settings.database_url else (ProcessBudgetProvider(),)
+        container = make_container(settings, *overrides)
         try:
             return await _catalog_problems(container)
         finally:
