@@ -37,7 +37,7 @@ class InstanceFactory(DataclassFactory[Instance]):
     customer_id = Use(lambda: SCOPE.customer_id)
     tenant_id = Use(lambda: SCOPE.tenant_id)
     subscription_id = Use(lambda: SCOPE.subscription_id)
-    hostname = Use(lambda: "smoke-" + uuid.uuid4().hex[: _rng.randint(1, 32)])
+    hostname = Use(lambda: "smoke-" + uuid.uuid4().hex + "x" * _rng.randint(0, 62))  # unique, 38 to 100 characters
     status = Use(lambda: _rng.choice([s for s in InstanceStatus if s is not InstanceStatus.QUEUED]))
     provider_server_id = Use(lambda: _maybe(_rng.randint(1, 2**63 - 1)))
     ipv4 = Use(lambda: _maybe(_rng.choice(["203.0.113.7", "2001:db8::1"])))
