@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -91,3 +92,18 @@ async def test_a_refused_cleanup_is_noted_and_raised_for_the_worker_to_log_once(
     assert [c.reason for c in fakes.db.history if c.instance_id == instance.id] == [
         "cleanup failed, retrying: Hetzner: protected: delete protection is on"
     ]
+
+
+async def test_the_recorded_server_is_deleted_by_id_with_no_lookup_and_a_labelled_one_is_found_when_none_is(
+    cleaner: Cleaner, fakes: FakeAdaptersProvider
+) -> None:
+    recorded = plant_instance(fakes, deleted=True)
+    unrecorded = plant_instance(fakes, deleted=True)
+    fakes.db.instances[unrecorded.id] = dataclasses.replace(unrecorded, provider_server_id=None)
+
+    await cleaner.clean(recorded.id)
+    assert fakes.cloud.calls == ["delete_server"]  # the project has one server of that name: nothing to look up
+    await cleaner.clean(unrecorded.id)
+
+    assert fakes.cloud.servers == {}
+    assert fakes.cloud.calls[1:] == ["find_servers", "delete_server"]

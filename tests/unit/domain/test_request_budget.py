@@ -114,3 +114,22 @@ def test_governed_clients_never_meet_an_empty_bucket_whatever_order_their_answer
         elif charged:
             _, ticket, remaining = charged.pop(rng.randrange(len(charged)))
             level = level.corrected(now, ticket, capacity, remaining)
+
+
+def test_a_write_may_take_the_very_last_request() -> None:
+    _, spend = BucketLevel(capacity=300, tokens=1.0, at=0.0).spend(WRITE, 0.0)
+
+    assert spend.granted
+
+
+@pytest.mark.parametrize(("capacity", "remaining"), [(0, 10), (300, -1)])
+def test_headers_that_cannot_be_a_bucket_change_nothing_but_the_refill(capacity: int, remaining: int) -> None:
+    level = BucketLevel(capacity=300, tokens=100.0, at=0.0, spent=7)
+
+    assert level.corrected(12.0, ticket=3, capacity=capacity, remaining=remaining) == level.refilled(12.0)
+
+
+def test_an_answer_to_an_ungoverned_request_sets_the_level_as_it_says() -> None:
+    level = BucketLevel(capacity=300, tokens=100.0, at=0.0, spent=7)
+
+    assert level.corrected(0.0, ticket=0, capacity=300, remaining=50).tokens == 50
