@@ -53,12 +53,12 @@ from benchmarks.harness import (
     Server,
     Stack,
     api_server,
-    base_env,
     bench_database,
     free_port,
     log,
     median,
     provision_body,
+    simulate_cloud_server,
     smoke_argv,
     smoke_env,
     table,
@@ -195,27 +195,8 @@ def tally(hits: list[Hit]) -> dict[str, Any]:
 
 
 def simulator(rate_limit: int = 3600) -> Server:
-    port = free_port()
-    argv = smoke_argv(
-        "simulate-cloud",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--timing",
-        "realistic",
-        "--rate-limit",
-        str(rate_limit),
-        "--token",
-        SIM_TOKEN,
-    )
-    return Server(
-        f"simulator-realistic-{rate_limit}",
-        argv,
-        base_env(LOG_LEVEL="WARNING"),
-        url=f"http://127.0.0.1:{port}",
-        ready_path="/_sim/state",
-    )
+    flags = ("--timing", "realistic", "--rate-limit", str(rate_limit), "--token", SIM_TOKEN)
+    return simulate_cloud_server(f"simulator-realistic-{rate_limit}", *flags)
 
 
 def cloud_env(proxy: CountingProxy, sim: Server) -> dict[str, str]:

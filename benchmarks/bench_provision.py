@@ -37,10 +37,8 @@ from benchmarks.harness import (
     Server,
     Stack,
     api_server,
-    base_env,
     bench_database,
     cpu_seconds,
-    free_port,
     loadavg,
     log,
     median,
@@ -48,6 +46,7 @@ from benchmarks.harness import (
     pg_backend_pids,
     provision_body,
     quantile,
+    simulate_cloud_server,
     smoke_argv,
     smoke_env,
     spread,
@@ -66,23 +65,8 @@ RATE_LIMIT = 100_000_000
 
 
 def _simulator() -> Server:
-    port = free_port()
-    argv = smoke_argv(
-        "simulate-cloud",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--timing",
-        "fast",
-        "--token-delay-ms",
-        "0",
-        "--rate-limit",
-        str(RATE_LIMIT),
-    )
-    return Server(
-        "simulator-fast", argv, base_env(LOG_LEVEL="WARNING"), url=f"http://127.0.0.1:{port}", ready_path="/_sim/state"
-    )
+    flags = ("--timing", "fast", "--token-delay-ms", "0", "--rate-limit", str(RATE_LIMIT))
+    return simulate_cloud_server("simulator-fast", *flags)
 
 
 def _cloud_env(simulator: Server) -> dict[str, str]:

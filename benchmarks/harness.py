@@ -457,24 +457,16 @@ def api_server(kind: str, database_url: str, token: str, *, at_baseline: bool = 
     return Server(name, argv, env, url=f"http://127.0.0.1:{port}", ready_path="/healthz")
 
 
-def simulator_server(*, token_delay_ms: int = 0) -> Server:
+def simulate_cloud_server(name: str, *flags: str) -> Server:
+    """``smoke simulate-cloud`` on a free loopback port with ``flags``, logging warnings only."""
     port = free_port()
-    argv = smoke_argv(
-        "simulate-cloud",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--action-seconds",
-        "0",
-        "--boot-seconds",
-        "0",
-        "--token-delay-ms",
-        str(token_delay_ms),
-    )
-    return Server(
-        "simulator", argv, base_env(LOG_LEVEL="WARNING"), url=f"http://127.0.0.1:{port}", ready_path="/_sim/state"
-    )
+    argv = smoke_argv("simulate-cloud", "--host", "127.0.0.1", "--port", str(port), *flags)
+    return Server(name, argv, base_env(LOG_LEVEL="WARNING"), url=f"http://127.0.0.1:{port}", ready_path="/_sim/state")
+
+
+def simulator_server(*, token_delay_ms: int = 0) -> Server:
+    flags = ("--action-seconds", "0", "--boot-seconds", "0", "--token-delay-ms", str(token_delay_ms))
+    return simulate_cloud_server("simulator", *flags)
 
 
 def cloud_env(simulator: Server, **extra: str) -> dict[str, str]:
