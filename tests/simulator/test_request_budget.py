@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +24,7 @@ from smoke.settings import Settings
 from smoke.worker import running_worker
 from tests.integration.conftest import SMOKE, stack_settings
 from tests.simulator.conftest import TOKEN, SimulatedCloud
-from tests.simulator.test_worker_against_the_simulator import provision, settles, stack_on
+from tests.simulator.test_worker_against_the_simulator import provision, settles, smoke_check_process, stack_on
 
 pytestmark = pytest.mark.slow
 
@@ -97,13 +95,7 @@ async def test_thirty_provisions_and_a_smoke_check_on_a_bucket_of_300_meet_no_42
             httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {stack.ops_bearer_token}"}) as api,
         ):
             ids = [await provision(api, f"thirty-{n}") for n in range(30)]
-            check = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "smoke", "check", "--base-url", url, "--token", stack.ops_bearer_token,
-                "--timeout", "200", "--json",
-                env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+            check = await smoke_check_process(url, stack.ops_bearer_token, timeout=200)
             statuses = await asyncio.gather(*(settles(api, i, timeout=200) for i in ids))
             all_running = time.monotonic() - started
             stdout, stderr = await asyncio.wait_for(check.communicate(), timeout=220)

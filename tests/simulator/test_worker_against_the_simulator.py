@@ -89,6 +89,17 @@ def instance_ids_of(servers: list[dict[str, Any]]) -> list[str]:
     return sorted(server["labels"].get("smoke-instance-id", "") for server in servers)
 
 
+async def smoke_check_process(url: str, token: str, *, timeout: float) -> asyncio.subprocess.Process:
+    """``smoke check --json`` against the API at ``url``, as a process of its own with a bare environment."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "smoke", "check", "--base-url", url, "--token", token,
+        "--timeout", str(timeout), "--json",
+        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
 def hostname(instance_id: str) -> str:
     return f"smoke-{uuid.UUID(instance_id).hex[:12]}"
 
@@ -459,13 +470,7 @@ async def test_smoke_check_passes_end_to_end_against_a_worker_on_a_realistic_tim
     container = make_container(stack)
     try:
         async with serve_asgi(create_app(container), port=port) as url, running_worker(container, stack):
-            check = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "smoke", "check", "--base-url", url, "--token", stack.ops_bearer_token,
-                "--timeout", "85", "--json",
-                env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+            check = await smoke_check_process(url, stack.ops_bearer_token, timeout=85)
             try:
                 stdout, stderr = await asyncio.wait_for(check.communicate(), timeout=88)
             finally:
