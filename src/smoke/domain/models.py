@@ -84,6 +84,10 @@ class CustomerScope:
     tenant_id: UUID
     subscription_id: UUID
 
+    def labels(self) -> dict[str, str]:
+        """The labels of every cloud resource smoke creates for this customer: its servers and its firewall."""
+        return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, CUSTOMER_LABEL: str(self.customer_id)}
+
 
 @dataclass(frozen=True, slots=True)
 class ProvisionRequest:

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from smoke.domain.errors import CloudServerNameTaken, CloudTransientError
-from smoke.domain.models import CUSTOMER_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, CustomerScope, FirewallRule
+from smoke.domain.models import CustomerScope, FirewallRule
 from smoke.domain.ports import CloudProvider
 
 __all__ = ("AgentFirewall", "FirewallPolicy")
@@ -62,7 +62,7 @@ class AgentFirewall:
         self._id = None
 
     async def _shaped(self) -> int:
-        labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, CUSTOMER_LABEL: str(self.scope.customer_id)}
+        labels = self.scope.labels()
         rules = self.policy.rules()
         found = await self.cloud.find_firewalls(labels)
         if not found:

@@ -10,17 +10,7 @@ from uuid import UUID
 
 from smoke.domain.agent_config import AgentUrls
 from smoke.domain.errors import CloudError, CloudServerNameTaken, CloudTransientError
-from smoke.domain.models import (
-    CUSTOMER_LABEL,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
-    AgentBoot,
-    CloudServer,
-    CustomerScope,
-    Instance,
-    InstanceStatus,
-    ServerSpec,
-)
+from smoke.domain.models import AgentBoot, CloudServer, CustomerScope, Instance, InstanceStatus, ServerSpec
 from smoke.domain.ports import (
     AgentClient,
     Catalog,
@@ -81,8 +71,7 @@ class ServerWatch:
         async with self._lock:
             fresh_for = timedelta(seconds=self.policy.poll_seconds)
             if self._listed_at is None or self.clock.now() - self._listed_at > fresh_for:
-                labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, CUSTOMER_LABEL: str(self.scope.customer_id)}
-                listing = await self.cloud.find_servers(labels)
+                listing = await self.cloud.find_servers(self.scope.labels())
                 self._listing = {server.id: server for server in listing}
                 self._listed_at = self.clock.now()
             listed = self._listing.get(server_id)
