@@ -74,12 +74,6 @@ class PostgresRequestBudget(RequestBudget):
         except UNAVAILABLE as error:
             self._unreachable(error)
 
-    async def level(self) -> BucketLevel:
-        """The row as it is now (refilled to the database's clock): for tests and benchmarks."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            level, now = await self._locked(connection)
-        return level.refilled(now)
-
     async def _locked(self, connection: PoolConnectionProxy) -> tuple[BucketLevel, float]:
         row = await connection.fetchrow(_LOCK, self._bucket)
         if row is None:
