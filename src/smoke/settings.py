@@ -79,6 +79,8 @@ class Settings:
     """``CHAT_TURN_TIMEOUT_SECONDS``: a chat turn still streaming after this ends with an ``error`` event."""
     sse_keepalive_seconds: float = 15.0
     """``SSE_KEEPALIVE_SECONDS``: a ``: keep-alive`` comment is sent after this much upstream silence."""
+    header_timeout_seconds: float = 10.0
+    """``HEADER_TIMEOUT_SECONDS``: a connection whose request headers are not all in by then is answered 408."""
     catalog: CatalogSpec = SEEDED_CATALOG
     """``SMOKE_CATALOG``: a TOML file of manifests, regions and tiers (see ``catalog.example.toml``); else built in."""
     llm_api_keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -129,6 +131,9 @@ class Settings:
                 "CHAT_TURN_TIMEOUT_SECONDS", _positive_int, defaults.chat_turn_timeout_seconds
             ),
             sse_keepalive_seconds=read.value("SSE_KEEPALIVE_SECONDS", _positive_float, defaults.sse_keepalive_seconds),
+            header_timeout_seconds=read.value(
+                "HEADER_TIMEOUT_SECONDS", _positive_float, defaults.header_timeout_seconds
+            ),
             catalog=catalog,
             llm_api_keys={
                 m.llm.api_key_setting: values[m.llm.api_key_setting] for m in catalog.manifests.values() if m.llm

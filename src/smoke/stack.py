@@ -35,7 +35,7 @@ from smoke.domain.errors import StorageUnavailable
 from smoke.preflight import catalog_problems as _catalog_problems
 from smoke.preflight import preflight
 from smoke.process import StartupFailed, cancelled_by_sigterm, run, until_signalled
-from smoke.serving import free_port, serve_asgi
+from smoke.serving import DEFAULT_HEADER_TIMEOUT_SECONDS, free_port, serve_asgi
 from smoke.settings import Settings
 from smoke.simulators import create_cloud_simulator
 from smoke.worker import RunningWorker, running_worker, worker_metrics_app
@@ -181,11 +181,13 @@ async def _listen(
     *,
     option: str = "--port",
     lifespan: Literal["on", "off"] = "on",
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
 ) -> str:
     """Serve ``app`` on ``host:port`` until ``stack`` closes; its URL. A port that cannot be bound is one line,
     naming the command's ``option`` that chose it."""
     try:
-        return await stack.enter_async_context(serve_asgi(app, host=host, port=port, lifespan=lifespan))
+        served = serve_asgi(app, host=host, port=port, lifespan=lifespan, header_timeout=header_timeout)
+        return await stack.enter_async_context(served)
     except OSError as error:
         raise StartupFailed(
             f"cannot listen on {host}:{port}: {error.strerror or error}; choose another {option}"
@@ -230,7 +232,8 @@ def _print_banner(settings: Settings, url: str, generated_token: bool) -> None:
 
 async def _serve_api(settings: Settings, host: str, port: int) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        await _listen(stack, create_app(make_container(settings)), host, port)  # the app closes its container
+        app = create_app(make_container(settings))  # the app closes its container
+        await _listen(stack, app, host, port, header_timeout=settings.header_timeout_seconds)
         _freeze_what_start_up_made()
         await until_signalled()
     print("smoke: stopped", file=sys.stderr)
@@ -276,7 +279,7 @@ async def _run_stack(
                 provision_poll_seconds=0.25,
             )
         container = make_container(settings)  # closed by the app when it stops
-        await _listen(stack, create_app(container), host, port)
+        await _listen(stack, create_app(container), host, port, header_timeout=settings.header_timeout_seconds)
         await preflight(container)
         await _start_worker(stack, container, settings)
         _freeze_what_start_up_made()

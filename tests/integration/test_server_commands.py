@@ -126,3 +126,35 @@ async def _when_answering(url: str, process: subprocess.Popen[str], timeout: flo
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
     raise AssertionError(f"nothing answered {url} within {timeout} s")
+
+
+@pytest.mark.slow
+async def test_serve_answers_headers_not_in_after_header_timeout_seconds_with_408(
+    clean_database: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = {"DATABASE_URL": clean_database, "OPS_BEARER_TOKEN": "t", "AGENT_TOKEN_SECRET": "s"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smoke", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=environment(tmp_path, HEADER_TIMEOUT_SECONDS="0.5", **settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        await _when_answering(f"http://127.0.0.1:{port}/healthz", process)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        answer = await asyncio.wait_for(reader.read(-1), timeout=5)
+        waited = time.monotonic() - started
+        writer.close()
+
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert 0.4 < waited < 3  # the setting's 0.5 s, not the default 10 s
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()

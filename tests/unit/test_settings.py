@@ -42,6 +42,7 @@ def test_values_are_parsed_and_normalised() -> None:
         ("PUBLIC_URL", "localhost:8000"),
         ("LOG_FORMAT", "xml"),
         ("OPS_BEARER_TOKEN", "two words"),
+        ("HEADER_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_a_malformed_variable_is_named_in_the_error(variable: str, value: str) -> None:
