@@ -70,18 +70,29 @@ async def main() -> int:
         relay = (f"{timed_url}{SMOKE}/instances/{instance_id}/chat", token)
         direct = (f"{simulator.url}/agents/{server_id}/v1/chat", agent_token)
         client_ms: dict[str, list[float]] = {"relay": [], "direct": []}
+        relayed: list[dict[str, Any]] = []
         limits = httpx.Limits(max_keepalive_connections=0 if args.fresh else 10)
         async with httpx.AsyncClient(timeout=30, limits=limits) as client:
             for _ in range(10):
                 await _turn(client, *relay, "hello")
                 await _turn(client, *direct, "hello")
             for _ in range(args.turns):
-                client_ms["relay"].append((await _turn(client, *relay, "hello"))["ttfe_ms"])
+                relayed.append(await _turn(client, *relay, "hello"))
+                client_ms["relay"].append(relayed[-1]["ttfe_ms"])
                 client_ms["direct"].append((await _turn(client, *direct, "hello"))["ttfe_ms"])
         lines = [json.loads(x) for x in timed.log_path.read_text().splitlines() if x.startswith("{")][10:]
     names = [k for k in lines[-1] if k != "clock"]  # "clock": the absolute start, to match the client's (hops)
     phases: dict[str, Any] = {k: round(median(line[k] for line in lines if k in line), 3) for k in names}
     rows = [[name, ms] for name, ms in sorted(phases.items(), key=lambda kv: kv[1])]
+    into_app = [(line["clock"] - turn["started"]) * 1e3 for line, turn in zip(lines, relayed, strict=True)]
+    out_of_app = [
+        turn["ttfe_ms"] - (line["clock"] - turn["started"]) * 1e3 - line["first_chunk_sent"]
+        for line, turn in zip(lines, relayed, strict=True)
+    ]
+    rows += [
+        ["client: request sent → app started (p50)", round(median(into_app), 3)],
+        ["client: first chunk handed to uvicorn → first event read (p50)", round(median(out_of_app), 3)],
+    ]
     rows += [[f"client: first event, {k} (p50)", round(median(v), 3)] for k, v in client_ms.items()]
     text = table(["phase ended (ms after the request reached the app), median over turns", "ms"], rows)
     print(text)
