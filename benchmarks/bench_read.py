@@ -91,7 +91,7 @@ async def _check(base: str, token: str, paths: dict[str, str], expected: dict[st
 
 
 async def run(
-    rounds: int = 3, seconds: int = 6, warmup: int = 2, c1_seconds: int = 2, configs: list[int] | None = None
+    rounds: int = 3, seconds: int = 5, warmup: int = 1, c1_seconds: int = 1, configs: list[int] | None = None
 ) -> dict[str, Any]:
     if (bare_asgi.VIEW_SQL, bare_asgi.POLL_SQL) != (reads._VIEW, reads._POLL):
         raise AssertionError("benchmarks/apps/bare_asgi.py no longer runs smoke's statements")

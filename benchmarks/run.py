@@ -38,7 +38,7 @@ async def _one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         raw = await bench_read.run(rounds=args.rounds, seconds=args.seconds)
         text, summary = bench_read.summarize(raw)
     elif name == "chat":
-        raw = await bench_chat.run(runs=args.chat_runs)
+        raw = await bench_chat.run(runs=args.chat_runs, latency_rounds=args.chat_rounds)
         text, summary = bench_chat.summarize(raw)
     elif name == "usage":
         raw = await bench_usage.run(rounds=args.rounds)
@@ -62,8 +62,9 @@ async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("benchmark", choices=["all", "read", "chat", "usage", "provision", "hetzner_budget"])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--seconds", type=int, default=6, help="read path: seconds of each measured wrk run")
-    parser.add_argument("--chat-runs", type=int, default=40, help="chat: runs per target (default 40)")
+    parser.add_argument("--seconds", type=int, default=5, help="read: seconds of each measured wrk run (default 5)")
+    parser.add_argument("--chat-runs", type=int, default=30, help="chat: throughput runs per target (default 30)")
+    parser.add_argument("--chat-rounds", type=int, default=12, help="chat: latency rounds per relay (default 12)")
     parser.add_argument("--provisions", type=int, default=200, help="provision: provisions per run (default 200)")
     parser.add_argument("--provision-rounds", type=int, default=2, help="provision: rounds (default 2)")
     args = parser.parse_args(argv)
