@@ -130,11 +130,11 @@ async def run(runs: int = 20, slow_runs: int = 10, latency_rounds: int = 20) -> 
         targets: dict[str, tuple[str, str, Server]] = {"direct": (direct_url, agent_token, simulator)}
         for name, api in apis.items():
             targets[f"relay / {name}"] = (f"{api.url}{SMOKE}/instances/{instance_id}/chat", token, api)
-        floor = await stack.serve(_floor_server(direct_url, agent_token))
+        floor = await stack.serve(_bare_app_server(direct_url, agent_token))
         targets[FLOOR] = (f"{floor.url}{SMOKE}/instances/{instance_id}/chat", token, floor)
         for name, layers in LAYERS.items():
             env = {"RELAY_LAYERS": layers, "RELAY_LAYERS_INSTANCE_ID": str(instance_id), "DATABASE_URL": url}
-            layered = await stack.serve(_floor_server(direct_url, agent_token, "relay_layers", **env))
+            layered = await stack.serve(_bare_app_server(direct_url, agent_token, "relay_layers", **env))
             targets[name] = (f"{layered.url}{SMOKE}/instances/{instance_id}/chat", token, layered)
         results: dict[str, dict[str, list[dict[str, Any]]]] = {
             name: {"fast": [], "one": [], "fresh": [], "one_direct": [], "fresh_direct": [], "slow": []}
@@ -184,9 +184,8 @@ async def run(runs: int = 20, slow_runs: int = 10, latency_rounds: int = 20) -> 
             counts = {r["events"] for r in kinds["fast"]}
             log(f"{name}: fast events {counts}, turns not ending in done: {len(bad)}")
     load["after"] = loadavg()
-    for turns in (turns for kinds in results.values() for turns in kinds.values()):
-        for turn in turns:
-            turn.pop("started", None)  # a clock reading, for profile_chat.py only (a direct turn is in two lists)
+    for turn in (turn for kinds in results.values() for turns in kinds.values() for turn in turns):
+        turn.pop("started", None)  # a clock reading, for profile_chat.py only (a direct turn is in two lists)
     return {
         "instance_id": str(instance_id),
         "main_commit": baseline_source()[0],
@@ -204,7 +203,7 @@ async def run(runs: int = 20, slow_runs: int = 10, latency_rounds: int = 20) -> 
     }
 
 
-def _floor_server(agent_url: str, agent_token: str, app: str = "bare_relay", **extra: str) -> Server:
+def _bare_app_server(agent_url: str, agent_token: str, app: str = "bare_relay", **extra: str) -> Server:
     """``benchmarks/apps/{app}.py`` on uvicorn, relaying to the one agent."""
     port = free_port()
     env = base_env(BARE_RELAY_AGENT_URL=agent_url, BARE_RELAY_AGENT_TOKEN=agent_token, **extra)
