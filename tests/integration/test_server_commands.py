@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -31,6 +32,21 @@ def smoke(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess
     command = [sys.executable, "-m", "smoke", *args]
     env = environment(cwd, **settings)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+@contextlib.contextmanager
+def running(*args: str, cwd: Path, **settings: str) -> Iterator[subprocess.Popen[str]]:
+    """``smoke <args>`` as a process while the block runs (its output piped, for ``_when_answering``); then killed."""
+    command = [sys.executable, "-m", "smoke", *args]
+    env = environment(cwd, **settings)
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 @pytest.fixture
@@ -87,15 +103,8 @@ async def test_a_worker_serves_its_metrics_and_health_until_sigterm(
     cloud_url: str, cloud: httpx.AsyncClient, clean_database: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "smoke", "worker", "--metrics-port", str(port)],
-        cwd=tmp_path,
-        env=environment(tmp_path, DATABASE_URL=clean_database, **worker_settings(cloud_url)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    settings = {"DATABASE_URL": clean_database, **worker_settings(cloud_url)}
+    with running("worker", "--metrics-port", str(port), cwd=tmp_path, **settings) as process:
         health = await _when_answering(f"http://127.0.0.1:{port}/healthz", process)
         async with httpx.AsyncClient(timeout=5) as client:
             metrics = await client.get(f"http://127.0.0.1:{port}/metrics")
@@ -108,11 +117,6 @@ async def test_a_worker_serves_its_metrics_and_health_until_sigterm(
         assert "# TYPE smoke_jobs_total counter" in metrics.text
         assert "# TYPE smoke_job_seconds histogram" in metrics.text
         assert await asyncio.to_thread(process.wait, 30) == 0
-    finally:
-        process.kill()
-        process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 async def _when_answering(url: str, process: subprocess.Popen[str], timeout: float = 30) -> httpx.Response:
@@ -134,15 +138,7 @@ async def test_serve_answers_headers_not_in_after_header_timeout_seconds_with_40
 ) -> None:
     port = free_port()
     settings = {"DATABASE_URL": clean_database, "OPS_BEARER_TOKEN": "t", "AGENT_TOKEN_SECRET": "s"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "smoke", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=environment(tmp_path, HEADER_TIMEOUT_SECONDS="0.5", **settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with running("serve", "--port", str(port), cwd=tmp_path, HEADER_TIMEOUT_SECONDS="0.5", **settings) as process:
         await _when_answering(f"http://127.0.0.1:{port}/healthz", process)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         started = time.monotonic()
@@ -153,8 +149,3 @@ async def test_serve_answers_headers_not_in_after_header_timeout_seconds_with_40
 
         assert answer.startswith(b"HTTP/1.1 408 ")
         assert 0.4 < waited < 3  # the setting's 0.5 s, not the default 10 s
-    finally:
-        process.kill()
-        process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
