@@ -30,19 +30,31 @@ async def _lifespan(receive: Any, send: Any) -> None:
             return
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
-        return
-    if scope["method"] != "POST":  # the harness's readiness probe
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-        return
+async def answered_probe(scope: dict[str, Any], send: Any) -> bool:
+    """Whether this was the harness's readiness probe (any request but a ``POST``), now answered ``200 ok``."""
+    if scope["method"] == "POST":
+        return False
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+    return True
+
+
+async def request_body(receive: Any) -> bytes:
     body, more = b"", True
     while more:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
+    return body
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if await answered_probe(scope, send):
+        return
+    body = await request_body(receive)
     headers = {"Authorization": f"Bearer {os.environ['BARE_RELAY_AGENT_TOKEN']}", "Content-Type": "application/json"}
     async with _SESSION[0].post(os.environ["BARE_RELAY_AGENT_URL"], data=body, headers=headers) as response:
         await send(_START)

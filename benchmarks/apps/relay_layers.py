@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.apps.bare_relay import answered_probe, request_body
 from smoke.adapters.agent import HttpAgentClient, agent_session
 from smoke.adapters.postgres.reads import AsyncpgInstanceReader, nothing_to_reset
 from smoke.api.sse import relay
@@ -58,13 +59,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
-    if scope["method"] != "POST":  # the harness's readiness probe
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+    if await answered_probe(scope, send):
         return
-    more = True
-    while more:
-        more = (await receive()).get("more_body", False)
+    await request_body(receive)  # read and dropped: the turn's message is fixed
     if _READ:
         instance = await _HELD["reader"].instance(uuid.UUID(os.environ["RELAY_LAYERS_INSTANCE_ID"]))
         assert instance is not None
